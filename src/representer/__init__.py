@@ -1,0 +1,27 @@
+"""representer: which training examples made a classifier predict this, and which labels are wrong.
+
+Sign and orientation conventions are documented once, in :mod:`representer.explanation`.
+"""
+
+__version__ = "0.1.0"
+
+from .errors import InputError, ModelError, NotFittedError, RepresenterError, StaleStateError  # noqa: E402
+from .explanation import Explanation, TopK  # noqa: E402
+from .methods import RPSL2, Explainer, load  # noqa: E402
+from .models import ClassifierAdapter, Features, TorchClassifier  # noqa: E402
+
+__all__ = [
+    "ClassifierAdapter",
+    "Explainer",
+    "Explanation",
+    "Features",
+    "InputError",
+    "ModelError",
+    "NotFittedError",
+    "RPSL2",
+    "RepresenterError",
+    "StaleStateError",
+    "TopK",
+    "TorchClassifier",
+    "load",
+]

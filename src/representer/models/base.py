@@ -1,0 +1,93 @@
+"""The adapter contract: a classifier split into features φ(x) and a linear head (W, b).
+
+Every adapter exposes
+
+* ``features(X) -> np.ndarray`` of shape ``(n, D)``: the input of the linear head (no ones column),
+* ``weight`` of shape ``(K, D)`` and ``bias`` of shape ``(K,)`` (zeros when the head has none),
+
+so that ``features(X) @ weight.T + bias`` are the model's logits (raw margins for boosters).
+A head with ``K = 1`` output is a binary sigmoid head; it has ``n_classes = 2``, class 1 is the
+logit ``z`` and class 0 is ``-z``. Otherwise the head is softmax over ``K = n_classes`` logits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+
+class ClassifierAdapter(ABC):
+    """Base class of model adapters. Subclasses set ``weight``, ``bias`` and implement ``features``."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    has_bias: bool
+
+    @abstractmethod
+    def features(self, X: Any) -> np.ndarray:
+        """Return φ(X) as a float64 ``(n, D)`` array (the head's input, without a ones column)."""
+
+    @property
+    def n_outputs(self) -> int:
+        """Number of logits of the head, K (1 for a binary sigmoid head)."""
+        return int(self.weight.shape[0])
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes: K for a softmax head, 2 for a one-logit sigmoid head."""
+        return 2 if self.n_outputs == 1 else self.n_outputs
+
+    @property
+    def is_binary(self) -> bool:
+        """True for a one-logit sigmoid head."""
+        return self.n_outputs == 1
+
+    @property
+    def n_features(self) -> int:
+        """Width D of the head's input."""
+        return int(self.weight.shape[1])
+
+    @property
+    def theta(self) -> np.ndarray:
+        """Head with the bias folded in as the last column: ``(K, D + 1)`` float64, ``[W | b]``."""
+        return np.concatenate([self.weight, self.bias[:, None]], axis=1).astype(np.float64)
+
+    def logits_from_features(self, phi: np.ndarray) -> np.ndarray:
+        """Logits ``phi @ W.T + b`` (``(n, K)``)."""
+        return phi @ self.weight.T + self.bias
+
+    def logits(self, X: Any) -> np.ndarray:
+        """The model's logits (raw margins) for ``X``, computed through the head."""
+        return self.logits_from_features(self.features(X))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted classes for ``X``."""
+        return predicted_class(self.logits(X))
+
+    def fingerprint(self) -> str:
+        """A short hash of the head weights, used to refuse a saved explainer loaded on another model."""
+        h = hashlib.blake2b(digest_size=12)
+        h.update(np.ascontiguousarray(self.weight, dtype=np.float64).tobytes())
+        h.update(np.ascontiguousarray(self.bias, dtype=np.float64).tobytes())
+        return h.hexdigest()
+
+
+def predicted_class(logits: np.ndarray) -> np.ndarray:
+    """argmax class of ``(n, K)`` logits; for ``K = 1`` the class is ``1`` where the logit is > 0."""
+    logits = np.asarray(logits)
+    if logits.shape[1] == 1:
+        return (logits[:, 0] > 0).astype(np.int64)
+    return logits.argmax(axis=1).astype(np.int64)
+
+
+def array_fingerprint(*arrays: np.ndarray) -> str:
+    """A short content hash of arrays (shape, dtype and bytes)."""
+    h = hashlib.blake2b(digest_size=12)
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str((a.shape, a.dtype.str)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()

@@ -1,0 +1,216 @@
+"""Adapter for a PyTorch classifier whose last operation is an ``nn.Linear`` head.
+
+``φ(x)`` is captured with a forward pre-hook on the head: it is exactly the tensor the head
+receives, flattened to ``(batch, D)``. Features are computed in eval mode under ``no_grad``, in
+batches, with an optional progress bar, and cached by a content hash of the input.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..errors import InputError, ModelError
+from .base import ClassifierAdapter, array_fingerprint
+
+_CACHE_SIZE = 4
+
+
+class TorchClassifier(ClassifierAdapter):
+    """Split ``net`` into features and its linear head.
+
+    Args:
+        net: the classifier. Its head must be an ``nn.Linear`` whose output is the logits.
+        head: dotted module name of the head (e.g. ``"classifier.2"``). By default the last
+            ``nn.Linear`` registered in ``net``; the first forward pass checks that it is also the
+            last ``nn.Linear`` applied, and asks for ``head=`` otherwise.
+        device: where the forward passes run (default: the device of ``net``'s parameters).
+        batch_size: rows per forward pass for array inputs.
+        show_progress: show a tqdm progress bar while computing features.
+
+    Inputs to :meth:`features` may be a numpy array, a tensor, a dict of arrays (text batches:
+    each batch is passed to ``net`` as one dict), a ``Dataset`` (items ``x`` or ``(x, y, ...)``) or a
+    ``DataLoader``.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        head: str | None = None,
+        *,
+        device: str | torch.device | None = None,
+        batch_size: int = 256,
+        show_progress: bool = False,
+    ) -> None:
+        if not isinstance(net, nn.Module):
+            raise ModelError(f"`net` must be a torch.nn.Module; got {type(net).__name__}.")
+        self.net = net
+        self.head_name, self.head = _resolve_head(net, head)
+        self._head_checked = head is not None
+        if device is None:
+            first = next(iter(net.parameters()), None)
+            device = first.device if first is not None else "cpu"
+        self.device = torch.device(device)
+        self.batch_size = int(batch_size)
+        self.show_progress = show_progress
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    @property
+    def weight(self) -> np.ndarray:  # type: ignore[override]
+        return self.head.weight.detach().cpu().to(torch.float64).numpy()
+
+    @property
+    def bias(self) -> np.ndarray:  # type: ignore[override]
+        if self.head.bias is None:
+            return np.zeros(self.head.out_features)
+        return self.head.bias.detach().cpu().to(torch.float64).numpy()
+
+    @property
+    def has_bias(self) -> bool:  # type: ignore[override]
+        return self.head.bias is not None
+
+    def features(self, X: Any) -> np.ndarray:
+        """φ(X) as a float64 ``(n, D)`` array (cached by input content for arrays and tensors)."""
+        if self.net.training:
+            raise ModelError(
+                "`net` is in training mode, so dropout / batch-norm would make its features random; "
+                "call `net.eval()` before explaining it."
+            )
+        key = _cache_key(X)
+        if key is not None and key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        phi = self._compute(X)
+        if key is not None:
+            self._cache[key] = phi
+            if len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return phi
+
+    def _compute(self, X: Any) -> np.ndarray:
+        captured: list[torch.Tensor] = []
+        order: list[nn.Module] = []
+
+        def grab(_module: nn.Module, args: tuple) -> None:
+            captured.append(args[0].detach().reshape(args[0].shape[0], -1).to("cpu", torch.float64))
+
+        dtype = self.head.weight.dtype
+        handles = [self.head.register_forward_pre_hook(grab)]
+        if not self._head_checked:
+            handles += [
+                m.register_forward_pre_hook(lambda mod, _a: order.append(mod))
+                for m in self.net.modules()
+                if isinstance(m, nn.Linear)
+            ]
+        try:
+            with torch.no_grad():
+                for batch in _iterate_batches(X, self.batch_size, self.show_progress):
+                    self.net(_to_device(batch, self.device, dtype))
+                    if not self._head_checked:
+                        self._check_head_is_last(order)
+        finally:
+            for h in handles:
+                h.remove()
+        if not captured:
+            raise InputError("`X` produced no batches; pass at least one example.")
+        phi = torch.cat(captured).numpy()
+        if phi.shape[1] != self.head.in_features:
+            raise ModelError(f"The head received {phi.shape[1]} features but has in_features={self.head.in_features}.")
+        if not np.all(np.isfinite(phi)):
+            raise ModelError("The network produced NaN or infinite features; check the inputs and the weights.")
+        return phi
+
+    def _check_head_is_last(self, order: list[nn.Module]) -> None:
+        if order and order[-1] is not self.head:
+            names = {m: n for n, m in self.net.named_modules()}
+            raise ModelError(
+                f"The last nn.Linear applied in forward is `{names.get(order[-1])}`, not `{self.head_name}`; "
+                f"pass head='{names.get(order[-1])}' (or the name of the layer whose output is the logits)."
+            )
+        self._head_checked = True
+
+
+def _resolve_head(net: nn.Module, head: str | None) -> tuple[str, nn.Linear]:
+    if head is not None:
+        try:
+            module = net.get_submodule(head)
+        except AttributeError as exc:
+            raise ModelError(f"`head={head!r}` is not a submodule of the network ({exc}).") from exc
+        if not isinstance(module, nn.Linear):
+            raise ModelError(
+                f"`head={head!r}` is a {type(module).__name__}, not an nn.Linear; representer explains linear "
+                "heads only. Point `head` at the nn.Linear that produces the logits."
+            )
+        return head, module
+    linears = [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ModelError(
+            "The network has no nn.Linear layer, so it has no linear head to explain. Wrap your features and "
+            "head in `representer.Features`, or add an nn.Linear classifier."
+        )
+    return linears[-1]
+
+
+def _cache_key(X: Any) -> str | None:
+    if isinstance(X, torch.Tensor):
+        X = X.detach().cpu().numpy()
+    if isinstance(X, np.ndarray):
+        return array_fingerprint(X)
+    if isinstance(X, Mapping) and all(isinstance(v, (np.ndarray, torch.Tensor)) for v in X.values()):
+        return array_fingerprint(*[np.asarray(v) if isinstance(v, np.ndarray) else v.cpu().numpy() for v in X.values()])
+    return None
+
+
+def _iterate_batches(X: Any, batch_size: int, show_progress: bool) -> Iterator[Any]:
+    from tqdm.auto import tqdm
+
+    batches: Iterable[Any]
+    if isinstance(X, DataLoader):
+        batches = (_first_item(b) for b in X)
+        total = len(X) if hasattr(X, "__len__") else None
+    elif isinstance(X, Dataset):
+        loader = DataLoader(X, batch_size=batch_size, shuffle=False)
+        batches = (_first_item(b) for b in loader)
+        total = len(loader)
+    elif isinstance(X, Mapping):
+        tensors = {k: torch.as_tensor(np.asarray(v)) if not isinstance(v, torch.Tensor) else v for k, v in X.items()}
+        n = _common_length(tensors)
+        batches = ({k: v[s : s + batch_size] for k, v in tensors.items()} for s in range(0, n, batch_size))
+        total = -(-n // batch_size)
+    else:
+        if isinstance(X, np.ndarray) and X.dtype.kind not in "fiub":
+            raise InputError(f"`X` must be numeric; got dtype {X.dtype}.")
+        tensor = X if isinstance(X, torch.Tensor) else torch.as_tensor(np.asarray(X))
+        if tensor.ndim == 0 or tensor.shape[0] == 0:
+            raise InputError(f"`X` is empty (shape {tuple(tensor.shape)}); pass at least one example.")
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise InputError("`X` contains NaN or infinite values; clean or impute them first.")
+        batches = (tensor[s : s + batch_size] for s in range(0, tensor.shape[0], batch_size))
+        total = -(-tensor.shape[0] // batch_size)
+    return iter(tqdm(batches, total=total, disable=not show_progress, desc="features", leave=False))
+
+
+def _first_item(batch: Any) -> Any:
+    return batch[0] if isinstance(batch, (tuple, list)) else batch
+
+
+def _common_length(tensors: Mapping[str, torch.Tensor]) -> int:
+    lengths = {int(v.shape[0]) for v in tensors.values()}
+    if len(lengths) != 1:
+        raise InputError(f"Every array in a dict input must have the same number of rows; got lengths {sorted(lengths)}.")
+    return lengths.pop()
+
+
+def _to_device(batch: Any, device: torch.device, dtype: torch.dtype) -> Any:
+    """Move tensors to ``device``; floating tensors also take the network's dtype."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, dtype) if batch.is_floating_point() else batch.to(device)
+    if isinstance(batch, Mapping):
+        return {k: _to_device(v, device, dtype) for k, v in batch.items()}
+    return batch
