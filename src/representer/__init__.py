@@ -8,7 +8,7 @@ __version__ = "0.1.0"
 from .errors import InputError, ModelError, NotFittedError, RepresenterError, StaleStateError  # noqa: E402
 from .explanation import Explanation, TopK  # noqa: E402
 from .methods import RPSL2, Explainer, load  # noqa: E402
-from .models import ClassifierAdapter, Features, TorchClassifier  # noqa: E402
+from .models import ClassifierAdapter, Features, TorchClassifier, TreeEnsemble  # noqa: E402
 
 __all__ = [
     "ClassifierAdapter",
@@ -23,5 +23,6 @@ __all__ = [
     "StaleStateError",
     "TopK",
     "TorchClassifier",
+    "TreeEnsemble",
     "load",
 ]
