@@ -7,18 +7,30 @@ __version__ = "0.1.0"
 
 from .errors import InputError, ModelError, NotFittedError, RepresenterError, StaleStateError  # noqa: E402
 from .explanation import Explanation, TopK  # noqa: E402
-from .methods import RPSL2, Explainer, load  # noqa: E402
+from .methods import (  # noqa: E402
+    RPSL2,
+    RPSLJE,
+    Explainer,
+    FeatureSimilarity,
+    GradientSimilarity,
+    RandomAttribution,
+    load,
+)
 from .models import ClassifierAdapter, Features, TorchClassifier, TreeEnsemble  # noqa: E402
 
 __all__ = [
     "ClassifierAdapter",
     "Explainer",
     "Explanation",
+    "FeatureSimilarity",
     "Features",
+    "GradientSimilarity",
     "InputError",
     "ModelError",
     "NotFittedError",
     "RPSL2",
+    "RPSLJE",
+    "RandomAttribution",
     "RepresenterError",
     "StaleStateError",
     "TopK",

@@ -1,6 +1,17 @@
 """Explainers: one module per method, all built on :class:`~representer.methods.base.Explainer`."""
 
 from .base import Explainer, load
+from .random import RandomAttribution
 from .rps_l2 import RPSL2
+from .rps_lje import RPSLJE
+from .similarity import FeatureSimilarity, GradientSimilarity
 
-__all__ = ["Explainer", "RPSL2", "load"]
+__all__ = [
+    "Explainer",
+    "FeatureSimilarity",
+    "GradientSimilarity",
+    "RPSL2",
+    "RPSLJE",
+    "RandomAttribution",
+    "load",
+]
