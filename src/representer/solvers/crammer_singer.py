@@ -29,8 +29,7 @@ generator, seeded with ``seed``, so runs are deterministic); each example's K-va
 rows are re-activated each time the active rows' violation falls below a threshold that starts at
 ``max(10 tol, 1)`` and halves down to ``tol`` (LIBLINEAR's schedule). Convergence is only declared
 after an unshrunk pass *and* an exact recomputation of ``W = Σ β z`` and of every KKT violation.
-Accumulation is float64 throughout. The compiled loop needs numba
-(``pip install representer[fast]``).
+Accumulation is float64 throughout; the inner loops are compiled with numba.
 """
 
 from __future__ import annotations
@@ -210,13 +209,9 @@ def solve_crammer_singer(
 
 
 def _load_kernels():
-    try:
-        from . import _cs_kernels
-    except ImportError as exc:
-        raise ImportError(
-            "The Crammer–Singer solver (DualView) needs numba; install it with "
-            "`pip install representer[fast]`."
-        ) from exc
+    """The numba kernels, imported on first use (compiling them is not free)."""
+    from . import _cs_kernels
+
     return _cs_kernels
 
 
