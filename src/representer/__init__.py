@@ -8,6 +8,7 @@ __version__ = "0.1.0"
 from .errors import InputError, ModelError, NotFittedError, RepresenterError, StaleStateError  # noqa: E402
 from .explanation import Explanation, TopK  # noqa: E402
 from .methods import (  # noqa: E402
+    DualView,
     RPSL2,
     RPSLJE,
     Explainer,
@@ -20,6 +21,7 @@ from .models import ClassifierAdapter, Features, TorchClassifier, TreeEnsemble  
 
 __all__ = [
     "ClassifierAdapter",
+    "DualView",
     "Explainer",
     "Explanation",
     "FeatureSimilarity",
