@@ -2,7 +2,9 @@
 
 from .base import Explainer, load
 from .dualview import DualView
+from .influence import InfluenceFunction
 from .random import RandomAttribution
+from .relatif import RelatIF
 from .rps_l2 import RPSL2
 from .rps_lje import RPSLJE
 from .similarity import FeatureSimilarity, GradientSimilarity
@@ -12,8 +14,10 @@ __all__ = [
     "Explainer",
     "FeatureSimilarity",
     "GradientSimilarity",
+    "InfluenceFunction",
     "RPSL2",
     "RPSLJE",
     "RandomAttribution",
+    "RelatIF",
     "load",
 ]
