@@ -30,7 +30,8 @@ import torch
 from .. import head as hm
 from .._validation import check_positive
 from ..engine import CoefficientKernel, TestFactors
-from ..errors import InputError
+from ..errors import InputError, ModelError
+from ..models.trees import TreeEnsemble
 from ..solvers.newton import newton_cg
 from .base import Explainer
 from .common import class_columns, output_and_sign
@@ -78,6 +79,15 @@ class RPSL2(Explainer):
         return self
 
     def _fit(self, phi: np.ndarray, y: np.ndarray) -> None:
+        if isinstance(self.model_, TreeEnsemble):
+            raise ModelError(
+                "RPS-L2 does not apply to tree ensembles: it refits the head with an L2 penalty, but a booster's "
+                "head (weight 1 per tree plus the base margin) is not the optimum of any L2-regularised loss, so the "
+                "refit explains a different model (on German Credit margins it changes 21 % of predictions and its "
+                "self-influence finds fewer flipped labels than random). Use RPSLJE, InfluenceFunction or RelatIF on "
+                "the TreeEnsemble; to study the refit anyway, pass Features(trees.weight, trees.bias) and "
+                "trees.features(X)."
+            )
         lam = check_positive(self.lam, "lam")
         if self.self_influence_mode not in ("label", "teacher"):
             raise InputError(f"`self_influence_mode` must be 'label' or 'teacher'; got {self.self_influence_mode!r}.")
