@@ -27,6 +27,9 @@ import torch
 
 Tensor = torch.Tensor
 
+#: Runs of one output shorter than this on average are scaled by gathered coefficients instead.
+_MIN_RUN = 8
+
 
 @dataclass
 class TestFactors:
@@ -46,6 +49,10 @@ class TestFactors:
 
     def slice(self, start: int, stop: int) -> "TestFactors":
         return TestFactors({k: v[start:stop] for k, v in self.tensors.items()}, self.out[start:stop], self.sign[start:stop])
+
+    def take(self, rows: Tensor) -> "TestFactors":
+        """The test points ``rows`` (a ``LongTensor``), in that order."""
+        return TestFactors({k: v[rows] for k, v in self.tensors.items()}, self.out[rows], self.sign[rows])
 
     def to(self, device: torch.device, dtype: torch.dtype) -> "TestFactors":
         return TestFactors(
@@ -73,12 +80,21 @@ class BilinearKernel(ABC):
     def tensors(self) -> dict[str, Tensor]:
         """The train-side tensors (for moving between devices)."""
 
-    def block(self, test: TestFactors, start: int, stop: int) -> Tensor:
-        """Scores ``(m, stop − start)``, with the per-training-point ``scale`` applied."""
-        out = self.raw_block(test, start, stop)
-        if self.scale is not None:
-            out = out * self.scale[start:stop]
-        return out
+    def block(self, test: TestFactors, start: int, stop: int, out: Tensor | None = None) -> Tensor:
+        """Scores ``(m, stop − start)``, with the per-training-point ``scale`` applied.
+
+        ``out`` (optional) is a buffer of that shape with unit column stride that a kernel may
+        write the scores into, to spare an allocation per block; the returned tensor holds the
+        scores either way.
+        """
+        scores = self.raw_block(test, start, stop) if out is None else self._raw_block_into(test, start, stop, out)
+        if self.scale is None:
+            return scores
+        return scores.mul_(self.scale[start:stop]) if scores is out else scores * self.scale[start:stop]
+
+    def _raw_block_into(self, test: TestFactors, start: int, stop: int, out: Tensor) -> Tensor:
+        """:meth:`raw_block`, written into ``out`` where the kernel can; by default it ignores ``out``."""
+        return self.raw_block(test, start, stop)
 
     def to(self, device: torch.device, dtype: torch.dtype) -> "BilinearKernel":
         """Move every tensor to ``device`` / ``dtype``, in place; returns ``self``."""
@@ -105,9 +121,27 @@ class CoefficientKernel(BilinearKernel):
         return {"x": self.x, "coef": self.coef}
 
     def raw_block(self, test: TestFactors, start: int, stop: int) -> Tensor:
-        kernel = test.tensors["x"] @ self.x[start:stop].T
-        coef = self.coef[start:stop].T.index_select(0, test.out)
-        return kernel * coef * test.sign[:, None]
+        x = test.tensors["x"]
+        return self._raw_block_into(test, start, stop, torch.empty(test.m, stop - start, dtype=x.dtype, device=x.device))
+
+    def _raw_block_into(self, test: TestFactors, start: int, stop: int, out: Tensor) -> Tensor:
+        """One GEMM of the signed test rows into ``out``, then the coefficients multiplied in place.
+
+        The sign (±1) is folded into the test rows, which is exact. When the test rows come in runs
+        of one output (the engine sorts each batch by output) each run is scaled by one coefficient
+        column in place; otherwise by the gathered ``(m, b)`` coefficients.
+        """
+        x = test.tensors["x"]
+        torch.mm(x * test.sign[:, None].to(x.dtype), self.x[start:stop].T, out=out)
+        coef = self.coef[start:stop].T.contiguous()
+        outputs, counts = torch.unique_consecutive(test.out, return_counts=True)
+        if len(outputs) * _MIN_RUN > test.m:
+            return out.mul_(coef.index_select(0, test.out))
+        row = 0
+        for c, count in zip(outputs.tolist(), counts.tolist()):
+            out[row : row + count].mul_(coef[c])
+            row += count
+        return out
 
 
 @dataclass

@@ -111,7 +111,7 @@ class TorchClassifier(ClassifierAdapter):
         try:
             with torch.no_grad():
                 for batch in _iterate_batches(X, self.batch_size, self.show_progress):
-                    self.net(_to_device(batch, self.device, dtype))
+                    self._forward(_to_device(batch, self.device, dtype))
                     if not self._head_checked:
                         self._check_head_is_last(order)
         finally:
@@ -125,6 +125,18 @@ class TorchClassifier(ClassifierAdapter):
         if not np.all(np.isfinite(phi)):
             raise ModelError("The network produced NaN or infinite features; check the inputs and the weights.")
         return phi
+
+    def _forward(self, batch: Any) -> None:
+        """Run ``net`` on one batch; a shape or dtype mismatch is reported as a bad ``X``."""
+        try:
+            self.net(batch)
+        except torch.OutOfMemoryError:
+            raise
+        except RuntimeError as exc:
+            raise InputError(
+                f"The network failed on a batch of `X` ({_describe(batch)}): {exc}. Pass `X` with the shape and "
+                "dtype the network's forward expects (rows first)."
+            ) from exc
 
     def _check_head_is_last(self, order: list[nn.Module]) -> None:
         if order and order[-1] is not self.head:
@@ -194,6 +206,14 @@ def _iterate_batches(X: Any, batch_size: int, show_progress: bool) -> Iterator[A
         batches = (tensor[s : s + batch_size] for s in range(0, tensor.shape[0], batch_size))
         total = -(-tensor.shape[0] // batch_size)
     return iter(tqdm(batches, total=total, disable=not show_progress, desc="features", leave=False))
+
+
+def _describe(batch: Any) -> str:
+    if isinstance(batch, torch.Tensor):
+        return f"shape {tuple(batch.shape)}, dtype {batch.dtype}"
+    if isinstance(batch, Mapping):
+        return ", ".join(f"{k}: {_describe(v)}" for k, v in batch.items())
+    return type(batch).__name__
 
 
 def _first_item(batch: Any) -> Any:
