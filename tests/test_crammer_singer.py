@@ -234,3 +234,115 @@ def test_max_epochs_reached_warns():
     with pytest.warns(RuntimeWarning, match="max_epochs=1"):
         res = solve_crammer_singer(Z, y, C=10.0, tol=1e-12, max_epochs=1)
     assert not res.converged and res.kkt_violation > 1e-12
+
+
+def textbook_dual(Z, y, beta):
+    """``f(β) = ½||βᵀZ||² + Σ_{i, m≠y_i} β_im`` (minimised; minus the textbook dual objective)."""
+    off = np.ones_like(beta, dtype=bool)
+    off[np.arange(len(y)), y] = False
+    W = beta.T @ Z
+    return 0.5 * np.sum(W * W) + beta[off].sum()
+
+
+def assert_feasible(beta, y, C):
+    n = len(y)
+    upper = np.zeros_like(beta)
+    upper[np.arange(n), y] = C
+    assert np.all(beta <= upper)
+    np.testing.assert_allclose(beta.sum(axis=1), 0.0, atol=1e-15 + 1e-13 * C)
+
+
+def face_scratch(n, K):
+    return np.empty(n, dtype=np.int64), np.empty(n + 1, dtype=np.int64), np.empty(n * K, dtype=np.int64)
+
+
+def rough_duals(Z, y, K, C, seed, max_epochs):
+    """A feasible, far-from-optimal β with many free variables: a few unshrunk epochs of the solver."""
+    with pytest.warns(RuntimeWarning, match="max_epochs"):
+        res = solve_crammer_singer(Z, y, K, C=C, convention="textbook", tol=1e-14, seed=seed, max_epochs=max_epochs)
+    return res.beta.copy()
+
+
+@pytest.mark.parametrize("case", range(8))
+def test_face_step_never_increases_the_dual_and_stays_feasible(case):
+    rng = np.random.default_rng(300 + case)
+    K = int(rng.integers(2, 6))
+    Z, y = blobs(rng, 120, K, 5, spread=0.7)
+    C = float(10 ** rng.uniform(-2, 1))
+    beta = rough_duals(Z, y, K, C, case, max_epochs=int(rng.integers(1, 6)))
+    before = textbook_dual(Z, y, beta)
+    W = beta.T @ Z
+    for _ in range(5):
+        _cs_kernels.face_step(Z, y, np.einsum("ij,ij->i", Z, Z), beta, W, C, 1e-10, 1000, *face_scratch(120, K))
+        assert_feasible(beta, y, C)
+        np.testing.assert_allclose(W, beta.T @ Z, atol=1e-11 * max(1.0, np.abs(W).max()))
+        after = textbook_dual(Z, y, beta)
+        assert after <= before + 1e-12 * max(1.0, abs(before))
+        before = after
+
+
+def test_face_step_recovers_the_optimum_from_a_point_on_its_face():
+    """Perturbing the optimum slightly inside its face leaves a quadratic on an affine set, which CG
+    minimises in one call (a larger perturbation can make a CG iterate cross a bound and stop early)."""
+    rng = np.random.default_rng(21)
+    Z, y = blobs(rng, 80, 4, 5, spread=1.0)
+    C = 0.7
+    opt = solve_crammer_singer(Z, y, 4, C=C, convention="textbook", tol=1e-12)
+    beta = opt.beta.copy()
+    upper = np.zeros_like(beta)
+    upper[np.arange(80), y] = C
+    free = beta < upper
+    n_moved = 0
+    for i in np.flatnonzero(free.sum(axis=1) >= 2):
+        cols = np.flatnonzero(free[i])
+        room = np.min(upper[i, cols] - beta[i, cols])
+        noise = rng.standard_normal(cols.size)
+        noise -= noise.mean()
+        beta[i, cols] += 0.05 * room * noise / np.abs(noise).max()
+        n_moved += 1
+    assert n_moved >= 10
+    assert textbook_dual(Z, y, beta) > textbook_dual(Z, y, opt.beta) + 1e-6
+    W = beta.T @ Z
+    iterations, _ = _cs_kernels.face_step(Z, y, np.einsum("ij,ij->i", Z, Z), beta, W, C, 1e-12, 10_000,
+                                          *face_scratch(80, 4))
+    assert iterations >= 1
+    assert textbook_dual(Z, y, beta) == pytest.approx(textbook_dual(Z, y, opt.beta), rel=1e-12, abs=1e-12)
+    np.testing.assert_allclose(W, opt.weight, atol=1e-8)
+
+
+def test_face_steps_do_not_change_the_solution(monkeypatch):
+    from representer.solvers import crammer_singer
+
+    rng = np.random.default_rng(13)
+    Z, y = blobs(rng, 300, 5, 6, spread=0.6)
+    y[:45] = (y[:45] + 1) % 5
+    with_faces = solve_crammer_singer(Z, y, 5, C=2.0, convention="textbook", tol=1e-9)
+    monkeypatch.setattr(crammer_singer, "_FACE_STEPS", False)
+    plain = solve_crammer_singer(Z, y, 5, C=2.0, convention="textbook", tol=1e-9, max_epochs=1_000_000)
+    assert with_faces.converged and plain.converged
+    assert with_faces.n_iter < plain.n_iter
+    assert with_faces.dual_objective == pytest.approx(plain.dual_objective, rel=1e-10)
+    np.testing.assert_allclose(with_faces.weight, plain.weight, atol=1e-6)
+
+
+def test_noisy_labels_and_large_C_match_generic_qp():
+    """The hard regime (flipped labels, many bounded and free support vectors) against clarabel."""
+    rng = np.random.default_rng(17)
+    Z, y = blobs(rng, 150, 4, 6, spread=1.0)
+    y[:30] = (y[:30] + rng.integers(1, 4, 30)) % 4
+    res = solve_crammer_singer(Z, y, 4, C=5.0, convention="textbook", tol=TIGHT, max_epochs=1_000_000)
+    assert res.converged
+    W_qp, obj_qp = reference_primal(Z, y, 4, 5.0, margin_scale=1.0)
+    assert res.dual_objective == pytest.approx(obj_qp, rel=1e-6)
+    np.testing.assert_allclose(res.weight, W_qp, atol=1e-4 * max(1.0, np.abs(W_qp).max()))
+    assert_identities(res, Z, y, 5.0)
+
+
+def test_same_seed_same_bits():
+    rng = np.random.default_rng(4)
+    Z, y = blobs(rng, 200, 4, 5, spread=0.5)
+    first = solve_crammer_singer(Z, y, 4, C=1.0, tol=1e-6, seed=3)
+    second = solve_crammer_singer(Z, y, 4, C=1.0, tol=1e-6, seed=3)
+    np.testing.assert_array_equal(first.beta, second.beta)
+    np.testing.assert_array_equal(first.weight, second.weight)
+    assert first.n_iter == second.n_iter
