@@ -1,0 +1,28 @@
+"""Full-model attribution machinery: per-example gradients over all parameters of any differentiable
+network, random projections, curvature products and inverse-curvature backends (exact, CG, LiSSA,
+EK-FAC). The explainers built on it are in :mod:`representer.methods.full_model`.
+"""
+
+from .curvature import Curvature
+from .ekfac import EKFACInverse, fit_ekfac
+from .ihvp import ConjugateGradient, ConvergenceWarning, ExactInverse, IdentityInverse, InverseCurvature, LiSSA
+from .network import LabelledData, Network, ParameterSet
+from .per_example import GradientComputer
+from .projection import RandomProjector
+
+__all__ = [
+    "ConjugateGradient",
+    "ConvergenceWarning",
+    "Curvature",
+    "EKFACInverse",
+    "ExactInverse",
+    "GradientComputer",
+    "IdentityInverse",
+    "InverseCurvature",
+    "LabelledData",
+    "LiSSA",
+    "Network",
+    "ParameterSet",
+    "RandomProjector",
+    "fit_ekfac",
+]
