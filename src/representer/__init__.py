@@ -5,6 +5,7 @@ Sign and orientation conventions are documented once, in :mod:`representer.expla
 
 __version__ = "0.1.0"
 
+from .debugging import LabelIssues, cumulative_attribution, find_label_issues  # noqa: E402
 from .errors import InputError, ModelError, NotFittedError, RepresenterError, StaleStateError  # noqa: E402
 from .explanation import Explanation, TopK  # noqa: E402
 from .methods import (  # noqa: E402
@@ -13,10 +14,14 @@ from .methods import (  # noqa: E402
     RPSLJE,
     Explainer,
     FeatureSimilarity,
+    FullModelInfluence,
+    FullModelRelatIF,
+    FullModelSimilarity,
     GradientSimilarity,
     InfluenceFunction,
     RandomAttribution,
     RelatIF,
+    TracInCP,
     load,
 )
 from .models import ClassifierAdapter, Features, TorchClassifier, TreeEnsemble  # noqa: E402
@@ -28,9 +33,13 @@ __all__ = [
     "Explanation",
     "FeatureSimilarity",
     "Features",
+    "FullModelInfluence",
+    "FullModelRelatIF",
+    "FullModelSimilarity",
     "GradientSimilarity",
     "InfluenceFunction",
     "InputError",
+    "LabelIssues",
     "ModelError",
     "NotFittedError",
     "RPSL2",
@@ -41,6 +50,9 @@ __all__ = [
     "StaleStateError",
     "TopK",
     "TorchClassifier",
+    "TracInCP",
     "TreeEnsemble",
+    "cumulative_attribution",
+    "find_label_issues",
     "load",
 ]

@@ -2,6 +2,7 @@
 
 from .base import Explainer, load
 from .dualview import DualView
+from .full_model import FullModelInfluence, FullModelRelatIF, FullModelSimilarity, TracInCP
 from .influence import InfluenceFunction
 from .random import RandomAttribution
 from .relatif import RelatIF
@@ -13,11 +14,15 @@ __all__ = [
     "DualView",
     "Explainer",
     "FeatureSimilarity",
+    "FullModelInfluence",
+    "FullModelRelatIF",
+    "FullModelSimilarity",
     "GradientSimilarity",
     "InfluenceFunction",
     "RPSL2",
     "RPSLJE",
     "RandomAttribution",
     "RelatIF",
+    "TracInCP",
     "load",
 ]

@@ -1,0 +1,355 @@
+"""A self-contained HTML report: plain HTML and CSS, images inlined as PNG, every text escaped.
+
+Build it section by section, then write it::
+
+    report = Report("Label noise on Fashion-MNIST")
+    report.add_table(explainer.fit_report_, title="RPS-L2 fit")
+    report.add_curve({"RPS-L2": curve}, title="Finding flipped labels")
+    report.add_label_issues(issues, renderer=ImageRenderer(X_train), predictions=pred)
+    report.add_explanations(exp, test_items=ImageRenderer(X_test), train_items=ImageRenderer(X_train),
+                            train_labels=y_noisy)
+    report.write("report.html")
+
+Items (training and test examples) are drawn by an item renderer (see
+:mod:`representer.report.renderers`), so the same sections work for images, tabular rows and text.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from .. import __version__
+from ..debugging import LabelIssues
+from ..errors import InputError
+from ..evaluation.metrics import DetectionCurve
+from ..explanation import Explanation
+from .figures import detection_curve_figure
+from .images import figure_to_data_uri
+from .renderers import ItemRenderer, format_value
+
+_CSS = """
+:root { --fg: #1d232b; --muted: #5f6b7a; --line: #dde3ea; --card: #f6f8fa; --exc: #1a7f37; --inh: #b42318; }
+* { box-sizing: border-box; }
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg);
+       margin: 0 auto; max-width: 1180px; padding: 24px 28px 60px; }
+h1 { font-size: 26px; margin: 0 0 4px; }
+h2 { font-size: 20px; margin: 36px 0 10px; padding-bottom: 6px; border-bottom: 1px solid var(--line); }
+h3 { font-size: 15px; margin: 14px 0 6px; color: var(--muted); font-weight: 600; }
+p { margin: 6px 0 10px; }
+.meta, .caption-note { color: var(--muted); font-size: 13px; }
+nav { margin: 14px 0 0; font-size: 14px; }
+nav a { margin-right: 16px; color: #0b57d0; text-decoration: none; }
+table.data { border-collapse: collapse; font-size: 14px; margin: 6px 0 12px; }
+table.data th, table.data td { border-bottom: 1px solid var(--line); padding: 4px 14px 4px 0; text-align: left; }
+table.data td.num { text-align: right; font-variant-numeric: tabular-nums; }
+table.data thead th { color: var(--muted); font-weight: 600; }
+figure { margin: 8px 0 16px; }
+figure img { max-width: 100%; height: auto; }
+figcaption { color: var(--muted); font-size: 13px; }
+.strip { display: flex; flex-wrap: wrap; gap: 8px; align-items: flex-start; }
+.card { background: var(--card); border: 1px solid var(--line); border-radius: 6px; padding: 6px;
+        width: 118px; font-size: 12px; line-height: 1.35; }
+.card.wide { width: 220px; }
+.card.corrupt { border-color: var(--inh); box-shadow: inset 0 0 0 1px var(--inh); }
+.card .label { font-weight: 600; overflow-wrap: anywhere; }
+.card .score { font-variant-numeric: tabular-nums; color: var(--muted); }
+.card .score.pos { color: var(--exc); }
+.card .score.neg { color: var(--inh); }
+.badge { display: inline-block; background: var(--inh); color: #fff; border-radius: 3px; padding: 0 4px;
+         font-size: 11px; font-weight: 600; margin-top: 2px; }
+img.thumb { display: block; image-rendering: pixelated; margin: 0 auto 4px; background: #000; }
+table.row { font-size: 11px; border-collapse: collapse; width: 100%; margin-bottom: 4px; }
+table.row th { text-align: left; color: var(--muted); font-weight: normal; padding-right: 4px; }
+p.snippet { font-size: 12px; margin: 0 0 4px; }
+.explanation { display: grid; grid-template-columns: 136px 1fr; gap: 12px; padding: 14px 0;
+               border-bottom: 1px solid var(--line); }
+.explanation .test .card { width: 130px; border-color: #0b57d0; }
+.group-title { font-size: 13px; font-weight: 600; margin: 0 0 4px; }
+.group-title.exc { color: var(--exc); }
+.group-title.inh { color: var(--inh); margin-top: 10px; }
+"""
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _slug(title: str, taken: set[str]) -> str:
+    base = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or "section"
+    slug, k = base, 2
+    while slug in taken:
+        slug, k = f"{base}-{k}", k + 1
+    taken.add(slug)
+    return slug
+
+
+def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings become dotted keys: ``{"eval": {"pearson": 1}}`` → ``{"eval.pearson": 1}``."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+_NUMBER_TEXT = re.compile(r"^[-+]?\d[\d.,]*(e[-+]?\d+)?\s?%?$")
+
+
+def _cell(value: Any) -> str:
+    """A table cell; numbers (and texts that read as numbers, such as ``"12.5 %"``) are right-aligned."""
+    numeric = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    numeric = numeric or (isinstance(value, str) and bool(_NUMBER_TEXT.match(value)))
+    return f'<td class="num">{format_value(value)}</td>' if numeric else f"<td>{format_value(value)}</td>"
+
+
+def _as_mask(flipped: Any, n: int | None) -> np.ndarray | None:
+    """``flipped`` as a boolean mask over the training set (indices or a mask), or ``None``."""
+    if flipped is None:
+        return None
+    arr = np.asarray(flipped)
+    if arr.dtype == bool:
+        return arr
+    if n is None:
+        n = int(arr.max()) + 1 if arr.size else 0
+    mask = np.zeros(n, dtype=bool)
+    mask[arr.astype(np.int64)] = True
+    return mask
+
+
+class _Labels:
+    """Label texts, with class names when given."""
+
+    def __init__(self, class_names: Sequence[str] | None):
+        self.names = list(class_names) if class_names is not None else None
+
+    def __call__(self, label: Any) -> str:
+        c = int(label)
+        if self.names is not None and 0 <= c < len(self.names):
+            return f"{c}\u00a0·\u00a0{self.names[c]}"  # no line break inside a label
+        return str(c)
+
+
+class Report:
+    """An HTML report assembled from sections; :meth:`write` produces one self-contained file."""
+
+    def __init__(self, title: str, *, subtitle: str | None = None):
+        self.title = str(title)
+        self.subtitle = subtitle
+        self._sections: list[tuple[str, str, str]] = []  # (anchor, title, body html)
+        self._anchors: set[str] = set()
+
+    # ------------------------------------------------------------------ generic sections
+    def add_section(self, title: str, body_html: str) -> "Report":
+        """Append a section whose body is trusted HTML (the other ``add_*`` methods build it for you)."""
+        self._sections.append((_slug(title, self._anchors), str(title), body_html))
+        return self
+
+    def add_text(self, text: str, *, title: str) -> "Report":
+        """A section of plain text; blank lines separate paragraphs."""
+        paragraphs = [p.strip() for p in str(text).split("\n\n") if p.strip()]
+        return self.add_section(title, "".join(f"<p>{_e(p)}</p>" for p in paragraphs))
+
+    def add_table(self, data: Mapping[str, Any] | Sequence[Mapping[str, Any]], *, title: str, caption: str | None = None) -> "Report":
+        """A table: one mapping gives a (name, value) table; a sequence of mappings one row each.
+
+        Nested mappings (e.g. ``fit_report_["eval"]``) are flattened to dotted names.
+        """
+        if isinstance(data, Mapping):
+            rows = "".join(f"<tr><th>{_e(k)}</th>{_cell(v)}</tr>" for k, v in _flatten(data).items())
+            table = f'<table class="data"><tbody>{rows}</tbody></table>'
+        else:
+            records = [_flatten(r) for r in data]
+            if not records:
+                raise InputError("`data` is an empty sequence; pass at least one row (a mapping).")
+            columns = list(dict.fromkeys(c for r in records for c in r))
+            head = "".join(f"<th>{_e(c)}</th>" for c in columns)
+            body = "".join("<tr>" + "".join(_cell(r.get(c, "")) for c in columns) + "</tr>" for r in records)
+            table = f'<table class="data"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+        note = f'<p class="caption-note">{_e(caption)}</p>' if caption else ""
+        return self.add_section(title, table + note)
+
+    def add_figure(self, fig: Figure, *, title: str, caption: str | None = None) -> "Report":
+        """A matplotlib figure, inlined as PNG."""
+        cap = f"<figcaption>{_e(caption)}</figcaption>" if caption else ""
+        body = f'<figure><img src="{figure_to_data_uri(fig)}" alt="{_e(title)}">{cap}</figure>'
+        return self.add_section(title, body)
+
+    # ------------------------------------------------------------------ attribution sections
+    def add_curve(
+        self,
+        curves: Mapping[str, DetectionCurve],
+        *,
+        title: str = "Detection curve",
+        caption: str | None = None,
+        random_baseline: bool = True,
+    ) -> "Report":
+        """Fraction of corrupted labels found vs fraction inspected, one line per method (+ random)."""
+        default = "A simulated user inspects training points in each method's order; the dashed diagonal is a random order."
+        fig = detection_curve_figure(curves, random_baseline=random_baseline)
+        return self.add_figure(fig, title=title, caption=caption if caption is not None else default)
+
+    def add_label_issues(
+        self,
+        issues: LabelIssues,
+        *,
+        renderer: ItemRenderer,
+        predictions: Any = None,
+        flipped: Any = None,
+        original_labels: Any = None,
+        class_names: Sequence[str] | None = None,
+        top: int = 24,
+        title: str = "Suspicious training labels",
+        wide: bool = False,
+    ) -> "Report":
+        """The ``top`` most suspicious training points with their given label and score.
+
+        Args:
+            issues: from :func:`representer.find_label_issues`.
+            renderer: draws training item ``i``.
+            predictions: the model's predicted class per training point (``(n,)``), shown if given.
+            flipped: indices (or a boolean mask) of training labels known to be corrupted: marked.
+            original_labels: the clean label per training point, shown for marked points.
+            class_names: label names.
+            wide: wider cards (for tabular rows and text).
+        """
+        label = _Labels(class_names)
+        mask = _as_mask(flipped, None if predictions is None else len(predictions))
+        shown = min(int(top), len(issues))
+        cards = []
+        for rank in range(shown):
+            i = int(issues.indices[rank])
+            corrupt = mask is not None and i < mask.size and bool(mask[i])
+            lines = [f'<div class="label">given: {_e(label(issues.given_labels[rank]))}</div>']
+            if predictions is not None:
+                lines.append(f"<div>model: {_e(label(np.asarray(predictions)[i]))}</div>")
+            lines.append(f'<div class="score">#{rank + 1} · train {i}<br>score {_e(f"{issues.scores[rank]:.3g}")}</div>')
+            if corrupt:
+                was = f" (was {_e(label(np.asarray(original_labels)[i]))})" if original_labels is not None else ""
+                lines.append(f'<span class="badge">flipped{was}</span>')
+            cards.append(self._card(renderer(i), lines, corrupt=corrupt, wide=wide))
+        found = ""
+        if mask is not None:
+            hits = int(sum(mask[int(i)] for i in issues.indices[:shown] if int(i) < mask.size))
+            found = f" {hits} of these {shown} labels were flipped on purpose (outlined in red)."
+        intro = f'<p class="caption-note">Ranked by {_e(issues.ranking.replace("_", " "))}, most suspicious first.{found}</p>'
+        return self.add_section(title, intro + f'<div class="strip">{"".join(cards)}</div>')
+
+    def add_explanations(
+        self,
+        explanation: Explanation,
+        *,
+        test_items: ItemRenderer,
+        train_items: ItemRenderer,
+        train_labels: Any,
+        test_indices: Any = None,
+        test_labels: Any = None,
+        rows: Sequence[int] | None = None,
+        k: int | None = None,
+        flipped: Any = None,
+        class_names: Sequence[str] | None = None,
+        title: str = "Explanations",
+        wide: bool = False,
+    ) -> "Report":
+        """For each shown test point: the item, then its top-``k`` excitatory and inhibitory training points.
+
+        Args:
+            explanation: from ``explainer.explain(X_test, top_k=...)``.
+            test_items / train_items: renderers for test item ``test_indices[row]`` and training item ``i``.
+            train_labels: the training labels the explainer was fitted with (``(n,)``).
+            test_indices: dataset index of each explanation row (default: the row number).
+            test_labels: true label per test *dataset* index, shown if given.
+            rows: which explanation rows to show (default: all, at most 6).
+            k: training points shown per sign (default: all in the explanation).
+            flipped: indices (or boolean mask) of training labels known to be corrupted: marked.
+        """
+        label = _Labels(class_names)
+        train_labels = np.asarray(train_labels)
+        mask = _as_mask(flipped, train_labels.size)
+        m = len(explanation)
+        index_of = np.arange(m) if test_indices is None else np.asarray(test_indices)
+        if index_of.shape[0] != m:
+            raise InputError(f"`test_indices` has {index_of.shape[0]} entries but the explanation has {m} rows.")
+        chosen = list(range(min(m, 6))) if rows is None else [int(r) for r in rows]
+        per_sign = explanation.top_k if k is None else min(int(k), explanation.top_k)
+        blocks = []
+        for row in chosen:
+            t = int(index_of[row])
+            lines = [f'<div class="label">test {t}</div>']
+            if test_labels is not None:
+                lines.append(f"<div>true: {_e(label(np.asarray(test_labels)[t]))}</div>")
+            lines.append(f"<div>explained: {_e(label(explanation.target[row]))}</div>")
+            test_card = self._card(test_items(t), lines, wide=wide)
+            groups = []
+            for name, topk, css in (
+                ("Excitatory: raise the explained class", explanation.excitatory, "exc"),
+                ("Inhibitory: lower it", explanation.inhibitory, "inh"),
+            ):
+                cards = [
+                    self._train_card(int(i), float(s), train_items, train_labels, mask, label, wide)
+                    for i, s in zip(topk.indices[row, :per_sign], topk.scores[row, :per_sign])
+                ]
+                groups.append(f'<div class="group-title {css}">{_e(name)}</div><div class="strip">{"".join(cards)}</div>')
+            blocks.append(f'<div class="explanation"><div class="test">{test_card}</div><div>{"".join(groups)}</div></div>')
+        intro = (
+            f'<p class="caption-note">Method: {_e(explanation.method)}. Score = contribution of the training point '
+            "to the explained class (positive = excitatory). Training labels are the ones the model was trained on.</p>"
+        )
+        return self.add_section(title, intro + "".join(blocks))
+
+    # ------------------------------------------------------------------ output
+    @staticmethod
+    def _card(item_html: str, lines: list[str], *, corrupt: bool = False, wide: bool = False) -> str:
+        classes = "card" + (" corrupt" if corrupt else "") + (" wide" if wide else "")
+        return f'<div class="{classes}">{item_html}{"".join(lines)}</div>'
+
+    def _train_card(
+        self,
+        i: int,
+        score: float,
+        renderer: ItemRenderer,
+        train_labels: np.ndarray,
+        mask: np.ndarray | None,
+        label: _Labels,
+        wide: bool,
+    ) -> str:
+        corrupt = mask is not None and bool(mask[i])
+        sign = "pos" if score > 0 else "neg" if score < 0 else ""
+        lines = [
+            f'<div class="label">{_e(label(train_labels[i]))}</div>',
+            f'<div class="score {sign}">train {i}<br>score {_e(f"{score:+.3g}")}</div>',
+        ]
+        if corrupt:
+            lines.append('<span class="badge">flipped</span>')
+        return self._card(renderer(i), lines, corrupt=corrupt, wide=wide)
+
+    def to_html(self) -> str:
+        """The whole report as one HTML string."""
+        nav = "".join(f'<a href="#{a}">{_e(t)}</a>' for a, t, _ in self._sections)
+        body = "".join(f'<section id="{a}"><h2>{_e(t)}</h2>{b}</section>' for a, t, b in self._sections)
+        stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+        sub = f"<p>{_e(self.subtitle)}</p>" if self.subtitle else ""
+        return (
+            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{_e(self.title)}</title><style>{_CSS}</style></head><body>"
+            f'<header><h1>{_e(self.title)}</h1>{sub}<p class="meta">representer {_e(__version__)} · {stamp}</p>'
+            f"<nav>{nav}</nav></header>{body}</body></html>\n"
+        )
+
+    def write(self, path: str | Path) -> Path:
+        """Write the report to ``path`` (parent folders are created) and return the path."""
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(self.to_html(), encoding="utf-8")
+        return out
