@@ -1,17 +1,44 @@
-"""The ``representer`` command (needs the ``cli`` extra: typer and rich)."""
+"""The ``representer`` command (needs the ``cli`` extra: typer and rich).
+
+Only the command line lives here: the typer commands, the parsing of command-line text, the spinner
+and the printing. The run folder that ``fit`` writes and ``explain`` / ``debug`` / ``report`` read
+(its layout, opening it, writing its report) is :mod:`representer.userrun`.
+"""
 
 from __future__ import annotations
 
+import csv
+import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
+
+import numpy as np
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .errors import RepresenterError
+from .errors import InputError, RepresenterError
+from .userrun import (
+    EXPLANATIONS_FILE,
+    ISSUES_CSV,
+    ISSUES_FILE,
+    METHODS,
+    OUTPUT_FILES,
+    RUN_FILE,
+    class_label,
+    data_fingerprint,
+    flatten,
+    method_params,
+    open_run,
+    place,
+    select_rows,
+    write_report,
+)
 
 app = typer.Typer(
     help="representer: which training examples made a classifier predict this, and which training labels are wrong.",
@@ -45,6 +72,34 @@ class _StepPrinter:
             self.current = None
 
 
+@contextmanager
+def _reported_errors() -> Iterator[None]:
+    """A RepresenterError is printed as one line, ``error: …`` (no traceback), and exits with code 1."""
+    try:
+        yield
+    except RepresenterError as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(code=1) from exc
+
+
+@contextmanager
+def _working() -> Iterator[_StepPrinter]:
+    """A spinner with finished steps, inside :func:`_reported_errors`."""
+    with console.status("Starting …") as status, _reported_errors():
+        steps = _StepPrinter(status)
+        yield steps
+        steps.finish()
+
+
+def _print_outputs(outputs: dict[str, str], started: float | None = None) -> None:
+    """One line per output, ``label: text`` with the texts aligned, then the time since ``started``."""
+    width = max(map(len, outputs)) + 1
+    for label, text in outputs.items():
+        console.print(f"{label + ':':<{width}} {text}", soft_wrap=True)
+    if started is not None:
+        console.print(f"[dim]Done in {time.perf_counter() - started:.1f} s.[/dim]")
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for report.html and summary.json.")] = Path("representer-demo"),
@@ -57,14 +112,8 @@ def demo(
     from .demo import run_demo
 
     started = time.perf_counter()
-    with console.status("Starting …") as status:
-        steps = _StepPrinter(status)
-        try:
-            result = run_demo(out, seed=seed, flip=flip, epochs=epochs, quick=quick, on_step=steps)
-        except RepresenterError as exc:
-            console.print(f"[red]error:[/red] {escape(str(exc))}")
-            raise typer.Exit(code=1) from exc
-        steps.finish()
+    with _working() as steps:
+        result = run_demo(out, seed=seed, flip=flip, epochs=epochs, quick=quick, on_step=steps)
     summary = result.summary
     acc = summary["accuracy"]["test"]
     pearson = summary["fidelity"]["test"]["pearson"]
@@ -80,9 +129,7 @@ def demo(
     for name, row in summary["detection"].items():
         table.add_row(name, *(f"{100 * row['found_at'][f]:.1f} %" for f in checkpoints))
     console.print(table)
-    console.print(f"Report:  [bold]{result.report.resolve()}[/bold]", soft_wrap=True)
-    console.print(f"Summary: {result.summary_path.resolve()}", soft_wrap=True)
-    console.print(f"[dim]Done in {time.perf_counter() - started:.1f} s.[/dim]")
+    _print_outputs({"Report": f"[bold]{result.report.resolve()}[/bold]", "Summary": str(result.summary_path.resolve())}, started)
 
 
 @app.command()
@@ -99,15 +146,249 @@ def bench(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
     """Run an evaluation suite end to end and print its table (written to OUT/table.md)."""
-    from .evaluation.benchmark import METHODS, run_suite
+    from .evaluation.benchmark import METHODS as BENCH_METHODS, run_suite
 
-    chosen = tuple(METHODS) if methods is None else tuple(m.strip() for m in methods.split(",") if m.strip())
-    try:
+    chosen = tuple(BENCH_METHODS) if methods is None else tuple(m.strip() for m in methods.split(",") if m.strip())
+    with _reported_errors():
         result = run_suite(
             suite, dataset, chosen, out, quick=quick, seed=seed, cache_dir=cache_dir, show_progress=progress
         )
-    except RepresenterError as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(code=1) from exc
     console.print((out / "table.md").read_text(), markup=False, soft_wrap=True)
-    console.print(f"Results: [bold]{out.resolve()}[/bold] [dim]({result['seconds']:.0f} s)[/dim]", soft_wrap=True)
+    _print_outputs({"Results": f"[bold]{out.resolve()}[/bold] [dim]({result['seconds']:.0f} s)[/dim]"})
+
+
+# ====================================================================== a user's own model and data
+# (the run folder itself: representer.userrun)
+
+
+def _parse_indices(text: str | None, n: int, split: str) -> np.ndarray:
+    if text is None:
+        return np.arange(n, dtype=np.int64)
+    try:
+        rows = np.array([int(v) for v in text.split(",") if v.strip()], dtype=np.int64)
+    except ValueError as exc:
+        raise InputError(f"`--test-indices` must be comma-separated integers such as 0,5,7; got {text!r}.") from exc
+    bad = rows[(rows < 0) | (rows >= n)]
+    if rows.size == 0 or bad.size:
+        raise InputError(f"`--test-indices` must be in [0, {n - 1}] (the {split} split has {n} points); got {text!r}.")
+    return rows
+
+
+def _target(text: str) -> Any:
+    if text in ("predicted", "label"):
+        return text
+    try:
+        return int(text)
+    except ValueError as exc:
+        raise InputError(f"`--target` must be 'predicted', 'label' or a class number; got {text!r}.") from exc
+
+
+@app.command()
+def fit(
+    model: Annotated[str, typer.Option(help="package.module:build_model, path/to/file.py:build_model, or a tree model file (.json/.ubj XGBoost, .txt LightGBM).")],
+    data: Annotated[Path, typer.Option(help="Training data: .npz, .npy (with --labels), .csv/.parquet (with --label-column) or an image folder.")],
+    out: Annotated[Path, typer.Option("--out", help="Run folder to write (explainer, run.json).")] = Path("representer-run"),
+    method: Annotated[str, typer.Option(help=f"Explainer: {' | '.join(METHODS)}.")] = "rps-l2",
+    weights: Annotated[Path | None, typer.Option(help="State dict of the network: .safetensors or a torch.save file (read with weights_only=True).")] = None,
+    head: Annotated[str | None, typer.Option(help="Dotted name of the network's linear head (default: its last nn.Linear).")] = None,
+    encoder: Annotated[str | None, typer.Option(help="For texts: module:encode, mapping a list of strings to the network's input.")] = None,
+    tree_features: Annotated[str, typer.Option("--tree-features", help="Tree models: 'margins' (one feature per tree) or 'leaves'.")] = "margins",
+    test_data: Annotated[Path | None, typer.Option("--test-data", help="Test data in the same format as --data.")] = None,
+    labels: Annotated[Path | None, typer.Option(help="Labels (.npy) of an .npy --data.")] = None,
+    test_labels: Annotated[Path | None, typer.Option("--test-labels", help="Labels (.npy) of an .npy --test-data.")] = None,
+    x_key: Annotated[str | None, typer.Option("--x-key", help="Array of inputs in the .npz files (default X_train / X_test).")] = None,
+    y_key: Annotated[str | None, typer.Option("--y-key", help="Array of labels in the .npz files (default y_train / y_test).")] = None,
+    label_column: Annotated[str | None, typer.Option("--label-column", help="Label column of a CSV / Parquet table.")] = None,
+    feature_columns: Annotated[str | None, typer.Option("--feature-columns", help="Comma-separated input columns of a table (default: all but the label).")] = None,
+    text_column: Annotated[str | None, typer.Option("--text-column", help="Text column of a CSV / Parquet table of texts.")] = None,
+    lam: Annotated[float | None, typer.Option(help="rps-l2: L2 coefficient λ of the refit head (default 0.003).")] = None,
+    c: Annotated[float | None, typer.Option("--C", "--c", help="dualview: SVM regularisation C (default 0.001).")] = None,
+    gamma: Annotated[float | None, typer.Option(help="rps-lje: step size of the ascent step (default 0.01).")] = None,
+    damping: Annotated[float | None, typer.Option(help="rps-lje / influence / relatif: Hessian damping.")] = None,
+    hessian: Annotated[str | None, typer.Option(help="influence / relatif: exact | kfac | ekfac | identity (default exact).")] = None,
+    kind: Annotated[str | None, typer.Option(help="relatif: 'theta' or 'loss' (default theta).")] = None,
+    metric: Annotated[str | None, typer.Option(help="knn: cosine | dot | l2 (default cosine).")] = None,
+    n_neighbors: Annotated[int | None, typer.Option("--n-neighbors", help="knn: neighbours of its label-noise score (default 10).")] = None,
+    seed: Annotated[int | None, typer.Option(help="dualview: seed of the coordinate ascent (default 0).")] = None,
+    device: Annotated[str, typer.Option(help="Where the network and the scoring run: cpu, cuda, …")] = "cpu",
+) -> None:
+    """Fit an explainer on your model and training data, and save it in a run folder."""
+    from . import __version__, methods
+    from .userdata import DataSpec, load_data
+    from .usermodel import ModelSpec, load_model
+
+    started = time.perf_counter()
+    given = {"lam": lam, "C": c, "gamma": gamma, "damping": damping, "hessian": hessian, "kind": kind,
+             "metric": metric, "n_neighbors": n_neighbors, "seed": seed}
+    with _working() as steps:
+        class_name, params = method_params(method, given)
+        data_spec = DataSpec(
+            path=str(data), test_path=str(test_data) if test_data else None, labels=str(labels) if labels else None,
+            test_labels=str(test_labels) if test_labels else None, x_key=x_key, y_key=y_key, label_column=label_column,
+            feature_columns=tuple(s.strip() for s in feature_columns.split(",")) if feature_columns else None,
+            text_column=text_column,
+        ).resolved()
+        model_spec = ModelSpec(str(model), str(weights) if weights else None, head, tree_features, encoder).resolved()
+        steps(f"Loading the data ({data.name})")
+        user_data = load_data(data_spec)
+        steps(f"Loading the model ({Path(model).name})")
+        user_model = load_model(model_spec)
+        place(user_model, device)
+        test = user_data.test
+        steps(f"Fitting {method} on {len(user_data.train.y)} training points")
+        explainer = getattr(methods, class_name)(user_model.adapter, device=device, **params)
+        X_train = user_model.inputs(user_data.train.X)
+        if method in ("rps-l2", "rps-lje") and test is not None:
+            explainer.fit(X_train, user_data.train.y, eval_X=user_model.inputs(test.X))
+        else:
+            explainer.fit(X_train, user_data.train.y)
+        adapter = explainer.model_
+        accuracy = {"train": float((adapter.predict(X_train) == user_data.train.y).mean())}
+        if test is not None:
+            accuracy["test"] = float((adapter.predict(user_model.inputs(test.X)) == test.y).mean())
+        steps(f"Saving the run to {out}")
+        explainer.save(out)
+        info = {
+            "representer": __version__,
+            "method": method,
+            "params": params,
+            "device": device,
+            "model": model_spec.to_dict(),
+            "data": data_spec.to_dict(),
+            "kind": user_data.kind,
+            "class_names": list(user_data.class_names) if user_data.class_names is not None else None,
+            "n_train": int(len(user_data.train.y)),
+            "n_test": int(len(test.y)) if test is not None else 0,
+            "train_fingerprint": data_fingerprint(user_data.train),
+            "accuracy": accuracy,
+        }
+        (out / RUN_FILE).write_text(json.dumps(info, indent=2))
+        for stale in OUTPUT_FILES:
+            (out / stale).unlink(missing_ok=True)
+    table = Table(title=f"{method} fitted on {info['n_train']} training points ({info['n_test']} test)")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    for split, value in accuracy.items():
+        table.add_row(f"model accuracy ({split})", f"{100 * value:.1f} %")
+    for name, value in flatten(explainer.fit_report_).items():
+        table.add_row(name, f"{value:.4g}" if isinstance(value, float) else str(value))
+    console.print(table)
+    _print_outputs({"Run": f"[bold]{out.resolve()}[/bold]  next: [bold]representer explain {out}[/bold] or "
+                           f"[bold]representer debug {out}[/bold]"}, started)
+
+
+RunArgument = Annotated[Path, typer.Argument(help="Run folder written by `representer fit`.")]
+
+
+@app.command()
+def explain(
+    run: RunArgument,
+    test_indices: Annotated[str | None, typer.Option("--test-indices", help="Comma-separated points to explain, e.g. 0,5,7 (default: the whole split).")] = None,
+    split: Annotated[str, typer.Option(help="Explain points of the 'test' or the 'train' split.")] = "test",
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Training points kept per sign.")] = 10,
+    target: Annotated[str, typer.Option(help="Class explained: 'predicted', 'label' or a class number.")] = "predicted",
+    show: Annotated[int, typer.Option(min=1, help="Explained points drawn in report.html.")] = 6,
+) -> None:
+    """Explain points with a fitted run: writes explanations.json and report.html into the run folder."""
+    started = time.perf_counter()
+    with _working() as steps:
+        opened = open_run(run, with_model=True, steps=steps)
+        points = opened.data.split(split)
+        rows = _parse_indices(test_indices, len(points.y), split)
+        steps(f"Explaining {rows.size} {split} point{'s' * (rows.size != 1)} (top {top_k} of each sign)")
+        X = opened.model.inputs(select_rows(points.X, rows))
+        explanation = opened.explainer.explain(X, top_k=top_k, target=_target(target), y=points.y[rows])
+        predicted = opened.explainer.model_.predict(X)
+        names = opened.data.class_names
+        record = {
+            "method": opened.info["method"],
+            "split": split,
+            "top_k": int(top_k),
+            "target": target,
+            "show": int(show),
+            "sign": "positive = excitatory (raises the explained class); scores are test × train",
+            "rows": [
+                {
+                    "index": int(t), "item": points.items[int(t)], "label": int(points.y[int(t)]),
+                    "predicted": int(predicted[r]), "explained_class": int(explanation.target[r]),
+                    "explained_class_name": class_label(names, int(explanation.target[r])),
+                    "excitatory": {"indices": explanation.excitatory.indices[r].tolist(), "scores": explanation.excitatory.scores[r].tolist()},
+                    "inhibitory": {"indices": explanation.inhibitory.indices[r].tolist(), "scores": explanation.inhibitory.scores[r].tolist()},
+                }
+                for r, t in enumerate(rows)
+            ],
+        }
+        (run / EXPLANATIONS_FILE).write_text(json.dumps(record, indent=2))
+        steps("Writing the HTML report")
+        report = write_report(opened)
+    first = record["rows"][0]
+    console.print(
+        f"{split} point {first['index']} ({first['item']}), explained class {first['explained_class']}"
+        f"{' · ' + first['explained_class_name'] if first['explained_class_name'] else ''}: most excitatory training points "
+        f"{first['excitatory']['indices'][:5]}, most inhibitory {first['inhibitory']['indices'][:5]}"
+    )
+    _print_outputs({"Explanations": f"[bold]{(run / EXPLANATIONS_FILE).resolve()}[/bold]",
+                    "Report": f"[bold]{report.resolve()}[/bold]"}, started)
+
+
+@app.command()
+def debug(
+    run: RunArgument,
+    ranking: Annotated[str, typer.Option(help="'self-influence' (the method's own score) or 'cumulative' (DualView's, over the test split).")] = "self-influence",
+    top: Annotated[int | None, typer.Option(min=1, help="Keep the TOP most suspicious points in the outputs (default: all).")] = None,
+    show: Annotated[int, typer.Option(min=1, help="Suspicious points drawn in report.html.")] = 24,
+) -> None:
+    """Rank training labels by suspicion: writes label_issues.json, label_issues.csv and report.html."""
+    from .debugging import find_label_issues
+    from .models import predicted_class
+
+    started = time.perf_counter()
+    chosen = ranking.replace("-", "_")
+    with _working() as steps:
+        opened = open_run(run, with_model=True, steps=steps)
+        explainer = opened.explainer
+        steps(f"Ranking {explainer.n_train_} training labels by {ranking}")
+        X_test = opened.model.inputs(opened.data.split("test").X) if chosen == "cumulative" else None
+        issues = find_label_issues(explainer, ranking=chosen, X_test=X_test, top=top)  # type: ignore[arg-type]
+        predicted = predicted_class(explainer.model_.logits_from_features(explainer.train_features_))
+        names, items = opened.data.class_names, opened.data.train.items
+        rows = [
+            {
+                "rank": r + 1, "train_index": int(i), "item": items[int(i)], "score": float(s),
+                "given_label": int(g), "given_class": class_label(names, int(g)),
+                "predicted": int(predicted[int(i)]), "predicted_class": class_label(names, int(predicted[int(i)])),
+            }
+            for r, (i, s, g) in enumerate(zip(issues.indices, issues.scores, issues.given_labels))
+        ]
+        record = {"method": opened.info["method"], "ranking": issues.ranking, "n_train": explainer.n_train_,
+                  "show": int(show), "issues": rows}
+        (run / ISSUES_FILE).write_text(json.dumps(record, indent=2))
+        with (run / ISSUES_CSV).open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        steps("Writing the HTML report")
+        report = write_report(opened)
+    table = Table(title=f"Most suspicious training labels ({ranking})")
+    for column in ("rank", "train index", "item", "given", "model", "score"):
+        table.add_column(column, justify="right" if column in ("rank", "train index", "score") else "left")
+    for row in rows[:10]:
+        table.add_row(str(row["rank"]), str(row["train_index"]), escape(row["item"]), escape(row["given_class"] or str(row["given_label"])),
+                      escape(row["predicted_class"] or str(row["predicted"])), f"{row['score']:.4g}")
+    console.print(table)
+    _print_outputs({"Label issues": f"[bold]{(run / ISSUES_CSV).resolve()}[/bold] (and .json)",
+                    "Report": f"[bold]{report.resolve()}[/bold]"}, started)
+
+
+@app.command()
+def report(
+    run: RunArgument,
+    show_explanations: Annotated[int | None, typer.Option("--show-explanations", min=1, help="Explained points drawn (default: as chosen by explain).")] = None,
+    show_issues: Annotated[int | None, typer.Option("--show-issues", min=1, help="Suspicious points drawn (default: as chosen by debug).")] = None,
+) -> None:
+    """Rebuild report.html from a run folder's saved explanations and label issues (no model needed)."""
+    with _working() as steps:
+        opened = open_run(run, with_model=False, steps=steps)
+        steps("Writing the HTML report")
+        path = write_report(opened, show_explanations=show_explanations, show_issues=show_issues)
+    _print_outputs({"Report": f"[bold]{path.resolve()}[/bold]"})
