@@ -1,6 +1,7 @@
 """The HTML report: sections, inline images only, escaping, renderers for images, rows and text."""
 
 import base64
+import dataclasses
 import io
 import re
 
@@ -11,6 +12,7 @@ from matplotlib.image import imread
 from representer.debugging import LabelIssues
 from representer.errors import InputError
 from representer.evaluation.metrics import corruption_mask, detection_curve
+from representer.attribution import PairRelevance, SensitivityMaps
 from representer.explanation import Explanation, TopK
 from representer.report import ImageRenderer, Report, TableRenderer, TextRenderer
 
@@ -22,6 +24,11 @@ def _decode(uri: str) -> np.ndarray:
     png = base64.b64decode(uri.split(",", 1)[1])
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     return imread(io.BytesIO(png), format="png")
+
+
+def _name(text: str) -> str:
+    """A label as the report writes it: a span that does not break across lines."""
+    return f'<span class="name" title="{text}">{text}</span>'
 
 
 def _explanation():
@@ -59,6 +66,10 @@ def test_report_has_sections_and_only_inline_images(tmp_path):
     assert len(sources) == 3 + 2 * 5 + 1
     assert all(s.startswith("data:image/png;base64,") for s in sources)
     assert "http://" not in text and "https://" not in text and "<script" not in text and "<link" not in text
+    # self-contained: every reference is an inline PNG or an anchor in the page, and the CSP forbids the rest
+    references = re.findall(r'\b(src|href)="([^"]*)"', text)
+    assert references and all(v.startswith("data:image/png;base64," if k == "src" else "#") for k, v in references)
+    assert "default-src 'none'; img-src data:; style-src 'unsafe-inline'" in text
     thumbs = [_decode(s) for s in re.findall(r'<img class="thumb" src="([^"]*)"', text)]
     assert all(t.shape[:2] == (8, 8) for t in thumbs)
     figure = _decode(re.search(r'<figure><img src="([^"]*)"', text).group(1))
@@ -74,9 +85,10 @@ def test_report_content_is_escaped_and_marks_flips(tmp_path):
     assert text.count('<span class="badge">flipped (was') == 1
     assert "1 of these 3 labels were flipped" in text
     # explanations show the scores with their sign and the explained class by name
-    assert "train 4<br>score +0.5<" in text and "train 9<br>score -3<" in text and "explained: 2\u00a0·\u00a0two" in text
+    assert "train 4<br>score +0.5<" in text and "train 9<br>score -3<" in text
+    assert "explained: " + _name("2\u00a0·\u00a0two") in text
     assert "score +0.125" not in text and "score -0.125" not in text  # k=2 of 3
-    assert "test 3" in text and "true: 1\u00a0·\u00a0one" in text  # test_labels indexed by the dataset index 3
+    assert "test 3" in text and "true: " + _name("1\u00a0·\u00a0one") in text  # test_labels indexed by the dataset index 3
 
 
 def test_image_renderer_layouts_and_scaling():
@@ -119,3 +131,55 @@ def test_table_of_rows_and_errors():
     with pytest.raises(InputError, match="test_indices"):
         Report("t").add_explanations(_explanation(), test_items=TextRenderer(["x"]), train_items=TextRenderer(["y"]),
                                      train_labels=np.zeros(10, int), test_indices=[0])
+
+
+def _relevance(train_indices, scores, test_maps, train_maps):
+    k = len(train_indices)
+    zeros = np.zeros(k)
+    return PairRelevance(test_maps=np.asarray(test_maps, dtype=float), train_maps=np.asarray(train_maps, dtype=float),
+                         test_seed=np.zeros((k, 2)), train_seed=np.zeros((k, 2)), scores=np.asarray(scores, dtype=float),
+                         test_offset=zeros, train_offset=zeros, conservation_delta=np.zeros((k, 2)),
+                         train_indices=np.asarray(train_indices), target=1)
+
+
+def test_heatmaps_show_both_maps_per_pair_on_a_diverging_scale():
+    images = np.random.default_rng(0).random((6, 1, 4, 4))
+    test_maps = np.zeros((2, 1, 4, 4))
+    test_maps[0, 0, 1, 2] = 5.0  # the excitatory pair: one positive pixel
+    test_maps[1, 0, 3, 0] = -0.5  # the inhibitory pair: one negative pixel
+    train_maps = np.zeros((2, 3, 4, 4))  # three channels, summed: +1 − 1 + 2 = +2 at (0, 0)
+    train_maps[0, :, 0, 0] = [1.0, -1.0, 2.0]
+    rel = _relevance([4, 2], [0.7, -0.2], test_maps, train_maps)
+    report = Report("t").add_heatmaps(rel, test_items=ImageRenderer(images), train_items=ImageRenderer(images), test_indices=[3],
+                                      train_labels=[0, 1, 2, 0, 1, 2], flipped=[2], class_names=CLASS_NAMES, title="Heat")
+    text = report.to_html()
+    exc, inh = text.split('group-title inh')
+    assert "train 4 · score +0.7" in exc and "train 2 · score -0.2" in inh and inh.count('<span class="badge">flipped') == 1
+    assert "explained: " + _name("1\u00a0·\u00a0one") in text and "test 3" in text
+    heat = [_decode(u) for u in re.findall(r'<img class="thumb heat" src="([^"]*)"', text)]
+    assert len(heat) == 4  # (on test, on train) × 2 pairs
+    white, red, blue = [1.0, 1.0, 1.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]
+    np.testing.assert_allclose(heat[0][1, 2, :3], red, atol=0.01)  # the largest positive value is pure red
+    np.testing.assert_allclose(heat[0][0, 0, :3], white, atol=0.01)  # zero is white
+    np.testing.assert_allclose(heat[1][0, 0, :3], red, atol=0.01)  # summed channels, positive
+    np.testing.assert_allclose(heat[2][3, 0, :3], blue, atol=0.01)  # the largest negative value is pure blue
+    np.testing.assert_allclose(heat[3], np.ones((4, 4, 4)), atol=0.01)  # an all-zero map is white
+    assert "on train" in text and "total" not in text
+
+
+def test_sensitivity_maps_show_the_total_and_flat_maps_are_reshaped():
+    maps = SensitivityMaps(maps=np.eye(3, 9), total=np.arange(9.0) - 4, train_indices=np.array([0, 1, 2]),
+                           coefficients=np.ones(3), scores=np.array([0.5, 0.0, -1.0]), target=0)
+    texts = TextRenderer(["a", "b", "c"])
+    text = Report("t").add_heatmaps([maps], test_items=texts, train_items=texts, test_indices=[1], title="S").to_html()
+    heat = [_decode(u) for u in re.findall(r'<img class="thumb heat" src="([^"]*)"', text)]
+    assert len(heat) == 1 + 3 and all(h.shape[:2] == (3, 3) for h in heat)  # total + one map per pair, 9 → 3 × 3
+    np.testing.assert_allclose(heat[0][0, 0, :3], [0.0, 0.0, 1.0], atol=0.01)  # total: −4 is the most negative
+    assert "<figcaption>total</figcaption>" in text and "Zero score" in text and "on train" not in text
+    with pytest.raises(InputError, match="image_shape"):
+        flat8 = dataclasses.replace(maps, maps=np.ones((3, 8)), total=np.ones(8))  # 8 values: not a square
+        Report("t").add_heatmaps(flat8, test_items=texts, train_items=texts, test_indices=[0])
+    with pytest.raises(InputError, match="test_indices"):
+        Report("t").add_heatmaps([maps, maps], test_items=texts, train_items=texts, test_indices=[0])
+    with pytest.raises(InputError, match="lrp_pair_relevance"):
+        Report("t").add_heatmaps([{"maps": 1}], test_items=texts, train_items=texts, test_indices=[0])

@@ -8,6 +8,8 @@ Build it section by section, then write it::
     report.add_label_issues(issues, renderer=ImageRenderer(X_train), predictions=pred)
     report.add_explanations(exp, test_items=ImageRenderer(X_test), train_items=ImageRenderer(X_train),
                             train_labels=y_noisy)
+    report.add_heatmaps([lrp_pair_relevance(dv, X_test[t:t + 1], X_train, exp.excitatory.indices[r]) ...],
+                        test_items=ImageRenderer(X_test), train_items=ImageRenderer(X_train), test_indices=[t, ...])
     report.write("report.html")
 
 Items (training and test examples) are drawn by an item renderer (see
@@ -20,6 +22,7 @@ import datetime as _dt
 import html
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +35,7 @@ from ..errors import InputError
 from ..evaluation.metrics import DetectionCurve
 from ..explanation import Explanation
 from .figures import detection_curve_figure
-from .images import figure_to_data_uri
+from .images import as_heatmap, figure_to_data_uri, heatmap_to_data_uri
 from .renderers import ItemRenderer, format_value
 
 _CSS = """
@@ -54,12 +57,14 @@ table.data thead th { color: var(--muted); font-weight: 600; }
 figure { margin: 8px 0 16px; }
 figure img { max-width: 100%; height: auto; }
 figcaption { color: var(--muted); font-size: 13px; }
-.strip { display: flex; flex-wrap: wrap; gap: 8px; align-items: flex-start; }
+.strip { display: flex; flex-wrap: wrap; gap: 8px; align-items: stretch; }
 .card { background: var(--card); border: 1px solid var(--line); border-radius: 6px; padding: 6px;
-        width: 118px; font-size: 12px; line-height: 1.35; }
+        width: 126px; font-size: 12px; line-height: 1.35; }
 .card.wide { width: 220px; }
 .card.corrupt { border-color: var(--inh); box-shadow: inset 0 0 0 1px var(--inh); }
 .card .label { font-weight: 600; overflow-wrap: anywhere; }
+.name { display: inline-block; max-width: 100%; white-space: nowrap; overflow: hidden; text-overflow: ellipsis;
+        vertical-align: bottom; }
 .card .score { font-variant-numeric: tabular-nums; color: var(--muted); }
 .card .score.pos { color: var(--exc); }
 .card .score.neg { color: var(--inh); }
@@ -75,7 +80,17 @@ p.snippet { font-size: 12px; margin: 0 0 4px; }
 .group-title { font-size: 13px; font-weight: 600; margin: 0 0 4px; }
 .group-title.exc { color: var(--exc); }
 .group-title.inh { color: var(--inh); margin-top: 10px; }
+.card.pair { width: auto; }
+.tiles { display: flex; gap: 4px; }
+figure.tile { margin: 0 0 4px; text-align: center; }
+figure.tile figcaption { font-size: 11px; }
+img.thumb.heat { background: #fff; }
 """
+
+
+#: The report loads nothing: no scripts, no external styles, fonts or images (only inline ``data:`` PNGs).
+#: A browser refuses (and logs) any fetch a hand-added section might attempt.
+_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 
 def _e(text: Any) -> str:
@@ -138,6 +153,59 @@ class _Labels:
         if self.names is not None and 0 <= c < len(self.names):
             return f"{c}\u00a0·\u00a0{self.names[c]}"  # no line break inside a label
         return str(c)
+
+    def html(self, label: Any) -> str:
+        """The label text in a span that never breaks across lines (it is cut with an ellipsis if too long)."""
+        text = _e(self(label))
+        return f'<span class="name" title="{text}">{text}</span>'
+
+
+@dataclass(frozen=True)
+class _PairMaps:
+    """The heat-maps of one test point, whichever attribution view made them."""
+
+    test_maps: np.ndarray
+    train_maps: np.ndarray | None
+    total: np.ndarray | None
+    train_indices: np.ndarray
+    scores: np.ndarray
+    target: int
+
+    @classmethod
+    def of(cls, result: Any) -> "_PairMaps":
+        """From a ``PairRelevance`` (LRP, maps on both sides) or a ``SensitivityMaps`` (test side + total)."""
+        if hasattr(result, "test_maps") and hasattr(result, "train_maps"):
+            test_maps, train_maps, total = result.test_maps, result.train_maps, None
+        elif hasattr(result, "maps") and hasattr(result, "total"):
+            test_maps, train_maps, total = result.maps, None, result.total
+        else:
+            raise InputError(
+                "`maps` must hold results of representer.attribution.lrp_pair_relevance or sensitivity_maps; "
+                f"got {type(result).__name__}."
+            )
+        return cls(np.asarray(test_maps), None if train_maps is None else np.asarray(train_maps),
+                   None if total is None else np.asarray(total), np.asarray(result.train_indices),
+                   np.asarray(result.scores, dtype=np.float64), int(result.target))
+
+
+def _tile(item_html: str, caption: str) -> str:
+    return f'<figure class="tile">{item_html}<figcaption>{_e(caption)}</figcaption></figure>'
+
+
+def _heat_img(values: Any, image_shape: tuple[int, ...] | None, size: int, alt: str) -> str:
+    uri = heatmap_to_data_uri(as_heatmap(values, image_shape))
+    return f'<img class="thumb heat" src="{uri}" width="{int(size)}" height="{int(size)}" alt="{_e(alt)}">'
+
+
+def _heatmap_caption(two_sided: bool, totals: bool) -> str:
+    text = ("Red: input regions that raise the pair's score, blue: regions that lower it; each map is scaled to its "
+            "own largest absolute value.")
+    if two_sided:
+        text += " 'on test' and 'on train': LRP of the pair score on the test and on the training image."
+    if totals:
+        text += (" Sensitivity maps: each training point's share of the gradient of the explained class score "
+                 "with respect to the test image; 'total' is their sum over all training points.")
+    return text
 
 
 class Report:
@@ -230,9 +298,9 @@ class Report:
         for rank in range(shown):
             i = int(issues.indices[rank])
             corrupt = mask is not None and i < mask.size and bool(mask[i])
-            lines = [f'<div class="label">given: {_e(label(issues.given_labels[rank]))}</div>']
+            lines = [f'<div class="label">given: {label.html(issues.given_labels[rank])}</div>']
             if predictions is not None:
-                lines.append(f"<div>model: {_e(label(np.asarray(predictions)[i]))}</div>")
+                lines.append(f"<div>model: {label.html(np.asarray(predictions)[i])}</div>")
             lines.append(f'<div class="score">#{rank + 1} · train {i}<br>score {_e(f"{issues.scores[rank]:.3g}")}</div>')
             if corrupt:
                 was = f" (was {_e(label(np.asarray(original_labels)[i]))})" if original_labels is not None else ""
@@ -287,8 +355,8 @@ class Report:
             t = int(index_of[row])
             lines = [f'<div class="label">test {t}</div>']
             if test_labels is not None:
-                lines.append(f"<div>true: {_e(label(np.asarray(test_labels)[t]))}</div>")
-            lines.append(f"<div>explained: {_e(label(explanation.target[row]))}</div>")
+                lines.append(f"<div>true: {label.html(np.asarray(test_labels)[t])}</div>")
+            lines.append(f"<div>explained: {label.html(explanation.target[row])}</div>")
             test_card = self._card(test_items(t), lines, wide=wide)
             groups = []
             for name, topk, css in (
@@ -306,6 +374,74 @@ class Report:
             "to the explained class (positive = excitatory). Training labels are the ones the model was trained on.</p>"
         )
         return self.add_section(title, intro + "".join(blocks))
+
+    def add_heatmaps(
+        self,
+        maps: Any,
+        *,
+        test_items: ItemRenderer,
+        train_items: ItemRenderer,
+        test_indices: Any,
+        train_labels: Any = None,
+        test_labels: Any = None,
+        flipped: Any = None,
+        class_names: Sequence[str] | None = None,
+        image_shape: tuple[int, ...] | None = None,
+        size: int = 84,
+        title: str = "Where the evidence lies",
+        caption: str | None = None,
+    ) -> "Report":
+        """Feature-level views of pair scores: for each test point, its training points with their heat-maps.
+
+        ``maps`` is one result per test point (or a single one) of
+        :func:`representer.attribution.lrp_pair_relevance` (DualView × LRP: a map on the test image
+        *and* one on the training image per pair) or :func:`representer.attribution.sensitivity_maps`
+        (RPS §4.4: each training point's share of the test image's gradient, plus the total shown
+        under the test image). Each training point's card shows its image, then its heat-maps side
+        by side; training points are grouped by the sign of their score (positive = excitatory).
+        Heat-maps use a diverging colour map centred at 0 (red positive, blue negative), each
+        scaled to its own largest absolute value.
+
+        Args:
+            maps: a :class:`~representer.attribution.PairRelevance` or
+                :class:`~representer.attribution.SensitivityMaps`, or a sequence of them.
+            test_items / train_items: renderers for test item ``test_indices[p]`` and training item ``i``.
+            test_indices: dataset index of the test point of each entry of ``maps``.
+            train_labels: training labels the explainer was fitted with, shown if given.
+            test_labels: true label per test *dataset* index, shown if given.
+            flipped: indices (or boolean mask) of training labels known to be corrupted: marked.
+            image_shape: ``(H, W)`` or ``(C, H, W)`` to reshape flat maps (square flat maps are reshaped automatically).
+            size: displayed width of a heat-map in CSS pixels.
+        """
+        results = [maps] if hasattr(maps, "train_indices") else list(maps)
+        index_of = np.atleast_1d(np.asarray(test_indices))
+        if index_of.shape[0] != len(results):
+            raise InputError(f"`test_indices` has {index_of.shape[0]} entries but `maps` holds {len(results)} test points.")
+        label = _Labels(class_names)
+        labels = None if train_labels is None else np.asarray(train_labels)
+        mask = _as_mask(flipped, None if labels is None else labels.size)
+        views = [_PairMaps.of(r) for r in results]
+        blocks = []
+        for view, t in zip(views, index_of):
+            lines = [f'<div class="label">test {int(t)}</div>']
+            if test_labels is not None:
+                lines.append(f"<div>true: {label.html(np.asarray(test_labels)[int(t)])}</div>")
+            lines.append(f"<div>explained: {label.html(view.target)}</div>")
+            total = "" if view.total is None else _tile(_heat_img(view.total, image_shape, size, "total"), "total")
+            test_card = self._card(test_items(int(t)) + total, lines)
+            groups = []
+            for name, chosen, css in (
+                ("Excitatory: raise the explained class", view.scores > 0, "exc"),
+                ("Inhibitory: lower it", view.scores < 0, "inh"),
+                ("Zero score", view.scores == 0, ""),
+            ):
+                cards = [self._pair_card(view, p, train_items, labels, mask, label, image_shape, size) for p in np.flatnonzero(chosen)]
+                if cards:
+                    groups.append(f'<div class="group-title {css}">{_e(name)}</div><div class="strip">{"".join(cards)}</div>')
+            blocks.append(f'<div class="explanation"><div class="test">{test_card}</div><div>{"".join(groups)}</div></div>')
+        if caption is None:
+            caption = _heatmap_caption(any(v.train_maps is not None for v in views), any(v.total is not None for v in views))
+        return self.add_section(title, f'<p class="caption-note">{_e(caption)}</p>' + "".join(blocks))
 
     # ------------------------------------------------------------------ output
     @staticmethod
@@ -326,12 +462,36 @@ class Report:
         corrupt = mask is not None and bool(mask[i])
         sign = "pos" if score > 0 else "neg" if score < 0 else ""
         lines = [
-            f'<div class="label">{_e(label(train_labels[i]))}</div>',
+            f'<div class="label">{label.html(train_labels[i])}</div>',
             f'<div class="score {sign}">train {i}<br>score {_e(f"{score:+.3g}")}</div>',
         ]
         if corrupt:
             lines.append('<span class="badge">flipped</span>')
         return self._card(renderer(i), lines, corrupt=corrupt, wide=wide)
+
+    def _pair_card(
+        self,
+        view: "_PairMaps",
+        p: int,
+        renderer: ItemRenderer,
+        train_labels: np.ndarray | None,
+        mask: np.ndarray | None,
+        label: _Labels,
+        image_shape: tuple[int, ...] | None,
+        size: int,
+    ) -> str:
+        i, score = int(view.train_indices[p]), float(view.scores[p])
+        tiles = [_tile(renderer(i), f"train {i}"), _tile(_heat_img(view.test_maps[p], image_shape, size, "on test"), "on test")]
+        if view.train_maps is not None:
+            tiles.append(_tile(_heat_img(view.train_maps[p], image_shape, size, "on train"), "on train"))
+        corrupt = mask is not None and i < mask.size and bool(mask[i])
+        sign = "pos" if score > 0 else "neg" if score < 0 else ""
+        lines = [] if train_labels is None else [f'<div class="label">{label.html(train_labels[i])}</div>']
+        lines.append(f'<div class="score {sign}">train {i} · score {_e(f"{score:+.3g}")}</div>')
+        if corrupt:
+            lines.append('<span class="badge">flipped</span>')
+        classes = "card pair" + (" corrupt" if corrupt else "")
+        return f'<div class="{classes}"><div class="tiles">{"".join(tiles)}</div>{"".join(lines)}</div>'
 
     def to_html(self) -> str:
         """The whole report as one HTML string."""
@@ -342,6 +502,7 @@ class Report:
         return (
             '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
             f"<title>{_e(self.title)}</title><style>{_CSS}</style></head><body>"
             f'<header><h1>{_e(self.title)}</h1>{sub}<p class="meta">representer {_e(__version__)} · {stamp}</p>'
             f"<nav>{nav}</nav></header>{body}</body></html>\n"

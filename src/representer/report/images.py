@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,37 @@ def as_image_stack(images: Any) -> np.ndarray:
     raise InputError(
         f"`images` must have shape (N, H, W), (N, C, H, W) or (N, H, W, C) with C in 1, 3, 4; got {arr.shape}."
     )
+
+
+def as_heatmap(values: Any, image_shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """One relevance / gradient map as an ``(H, W)`` array: channels are summed, square flat maps reshaped.
+
+    Accepts ``(H, W)``, ``(C, H, W)`` (channels first, as in torch) and flat ``(H·W,)`` maps;
+    ``image_shape`` reshapes any other layout first.
+    """
+    arr = np.asarray(values.detach().cpu().numpy() if hasattr(values, "detach") else values, dtype=np.float64)
+    if image_shape is not None:
+        arr = arr.reshape(image_shape)
+    elif arr.ndim == 1:
+        side = math.isqrt(arr.size)
+        if side * side != arr.size:
+            raise InputError(f"Cannot show a flat map of {arr.size} values as an image; pass `image_shape=(H, W)`.")
+        arr = arr.reshape(side, side)
+    if arr.ndim == 3:
+        arr = arr.sum(axis=0)
+    if arr.ndim != 2:
+        raise InputError(f"A heat-map must have shape (H, W), (C, H, W) or (H·W,); got {arr.shape}.")
+    return arr
+
+
+def heatmap_to_data_uri(heat: np.ndarray, *, cmap: str = "bwr") -> str:
+    """An ``(H, W)`` signed map as an inline PNG on a diverging colour map centred at 0.
+
+    The map is scaled to its own largest absolute value, so red = the largest positive value,
+    white = 0, blue = the largest negative value (an all-zero map is white).
+    """
+    bound = float(np.abs(heat).max()) or 1.0
+    return image_to_data_uri(heat, vmin=-bound, vmax=bound, cmap=cmap)
 
 
 def image_to_data_uri(image: np.ndarray, *, vmin: float, vmax: float, cmap: str = "gray") -> str:
