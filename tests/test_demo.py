@@ -26,6 +26,8 @@ def test_demo_quick_writes_report_and_summary(tmp_path):
     # before the network memorises the flips, RPS-L2's |α_{i,y_i}| ranks them last (seeds 0-4: 0 % at 20 %),
     # as the report's note explains; if RPS-L2's self-influence changes, update that note and this line
     assert detection["RPS-L2 self-influence"]["found_at"]["0.20"] < random["0.20"]
+    # head influence self-influence needs no memorisation: it is the report's suspicious-label list
+    assert detection["influence self-influence"]["found_at"]["0.20"] > 2 * random["0.20"]
     html = (tmp_path / "report.html").read_text(encoding="utf-8")
     for title in ("Finding the flipped labels", "Detection curve", "Most suspicious training labels", "RPS-L2 fit"):
         assert title in html

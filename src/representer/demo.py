@@ -6,9 +6,10 @@
    (Adam, learning rate 3e-3, batches of 64).
 4. Fit :class:`~representer.RPSL2` on the training set (with test-set fidelity in ``fit_report_``).
 5. Explain a few test images (target: the predicted class), correct and misclassified ones.
-6. Rank training labels with :func:`~representer.debugging.find_label_issues` (RPS-L2 self-influence,
-   and DualView's cumulative attribution over the test set) and compare with the model's own loss on
-   the given label and with a random inspection order.
+6. Rank training labels with :func:`~representer.debugging.find_label_issues`: head influence
+   self-influence ``g_iᵀH⁻¹g_i`` (:class:`~representer.InfluenceFunction`, the list shown in the report),
+   RPS-L2's self-influence and DualView's cumulative attribution of RPS-L2 over the test set; compare
+   with the model's own loss on the given label and with a random inspection order.
 7. Show where in the images two of the explanations come from: captum's LRP of each RPS-L2 pair score
    on the test and on the training image (the DualView × LRP view, seeded with RPS-L2's α; skipped
    without the ``attribution`` extra).
@@ -44,7 +45,7 @@ from .evaluation.metrics import (
     roc_auc,
 )
 from .explanation import Explanation
-from .methods import RPSL2
+from .methods import RPSL2, InfluenceFunction
 from .models import TorchClassifier
 from .report import ImageRenderer, Report
 from .zoo import SmallCNN, predict_logits, train_classifier
@@ -58,6 +59,7 @@ BATCH_SIZE = 64
 #: Newton–CG can stall for all of its iterations.
 RPS_TOL = 1e-8
 CHECKPOINTS = (0.05, 0.10, 0.20)
+INFLUENCE = "influence self-influence"
 SELF_INFLUENCE = "RPS-L2 self-influence"
 CUMULATIVE = "RPS-L2 cumulative |attribution|"
 LOSS = "model loss on given label"
@@ -200,8 +202,10 @@ def run_demo(
     step("Explaining test images and ranking suspicious training labels")
     rows = _pick_test_points(test_pred, data.y_test, seed)
     explanation = explainer.explain(data.X_test[rows], top_k=TOP_K, target="predicted")
-    issues = find_label_issues(explainer, ranking="self_influence")
+    influence = InfluenceFunction(explainer.model_, hessian="exact").fit(data.X_train, y_noisy)
+    issues = find_label_issues(influence, ranking="self_influence")
     scores = {
+        INFLUENCE: influence.self_influence(),
         SELF_INFLUENCE: explainer.self_influence(),
         CUMULATIVE: cumulative_attribution(explainer, data.X_test),
         LOSS: _given_label_loss(train_logits, y_noisy),
@@ -263,9 +267,10 @@ probabilities, so a training point's score α depends on its label only through 
 self-influence |α_i,y_i| is large for points whose given label the model has fitted but the smoother refit cannot: \
 it finds flipped labels after the network has memorised them (long training, as in the RPS and RPS-LJE papers). \
 A briefly trained network has not memorised them ({fitted} of the flipped points are predicted with their flipped \
-label here), so their α_i,y_i is small and the ranking puts them last. The model's own loss on the given label does \
-not need memorisation and is shown as a reference; DualView's cumulative attribution is the ranking of its \
-label-poisoning benchmark."""
+label here), so their α_i,y_i is small and the ranking puts them last. Influence self-influence g_iᵀH⁻¹g_i \
+(the head's per-example gradient of the loss on the given label, measured in the inverse Hessian's metric) needs no \
+memorisation: it is the list shown below. The model's own loss on the given label is shown as a reference; \
+DualView's cumulative attribution is the ranking of its label-poisoning benchmark."""
 
 
 def _build_report(run: _Run) -> Report:
@@ -303,7 +308,7 @@ def _build_report(run: _Run) -> Report:
     report.add_label_issues(
         run.issues, renderer=train_images, predictions=run.train_pred, flipped=run.flipped,
         original_labels=data.y_train, class_names=data.class_names,
-        title="Most suspicious training labels (RPS-L2 self-influence)",
+        title="Most suspicious training labels (influence self-influence)",
     )
     report.add_explanations(
         run.explanation, test_items=ImageRenderer(data.X_test, vmin=0.0, vmax=1.0), train_items=train_images,
