@@ -10,22 +10,34 @@ training rows of width ``D``, ``K`` classes and ``m`` test rows, one run times
 interleaved, best of ``--repeats``, float32, and prints each engine time as a fraction of the
 GEMM's (throughput = GEMM time / engine time; 100 % means the engine costs one GEMM).
 
-    python benchmarks/bench_engine.py [--threads 1] [--repeats 3] [--small]
+A second table times the :class:`~representer.engine.GradientKernel` (influence / RelatIF with an
+exact or EK-FAC head Hessian: test side ``U_t`` ``(K, D)``, train side ``r_i ⊗ x_i``) against its
+previous form, which contracted ``(b, m, K)`` projections with an einsum: top-10 and dense time
+(interleaved, best of ``--repeats``) and peak memory (the largest growth of the resident set while
+scoring, sampled every millisecond; dense includes its ``(m, n)`` output; allocations the process
+can serve from memory it already holds show as 0), with new/previous ratios.
+
+    python benchmarks/bench_engine.py [--threads 1] [--repeats 3] [--small] [--no-gradient]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
+import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from representer.engine import CoefficientKernel, EngineOptions, TestFactors, dense, top_k
+from representer.engine import CoefficientKernel, EngineOptions, GradientKernel, TestFactors, dense, top_k
 
 SHAPES = [(1_000, 60_000, 129, 10), (100, 1_000_000, 512, 10)]
 SMALL_SHAPES = [(1_000, 60_000, 129, 10), (100, 250_000, 512, 10)]
+#: ``(m, n, D, K)`` of the GradientKernel rows: many test points (gradient rows), few (projections).
+GRADIENT_SHAPES = [(1_000, 60_000, 129, 10), (1_000, 20_000, 129, 100), (16, 250_000, 513, 10)]
 
 
 def _problem(m: int, n: int, d: int, k: int):
@@ -58,11 +70,72 @@ def bench(shape, repeats: int) -> dict[str, float]:
     return best
 
 
+@dataclass
+class _EinsumGradientKernel(GradientKernel):
+    """The previous GradientKernel block: ``(b, m, K)`` projections contracted with ``r`` by einsum."""
+
+    def _raw_block_into(self, test, start, stop, out):
+        u = test.tensors["u"]
+        m, k, d = u.shape
+        projected = (self.x[start:stop] @ u.reshape(m * k, d).T).reshape(stop - start, m, k)
+        return torch.einsum("bmk,bk->mb", projected, self.r[start:stop])
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class _PeakRSS:
+    """Largest resident set size above the one at entry, sampled every millisecond (Linux)."""
+
+    def __enter__(self) -> "_PeakRSS":
+        self.base = self.peak = _rss_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.001):
+            self.peak = max(self.peak, _rss_bytes())
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_bytes())
+
+    @property
+    def megabytes(self) -> float:
+        return (self.peak - self.base) / 2**20
+
+
+def bench_gradient(shape, repeats: int) -> dict[str, dict[str, float]]:
+    """Per form: best time of top-10 and dense, interleaved, and the peak memory growth of each."""
+    m, n, d, k = shape
+    g = torch.Generator().manual_seed(0)
+    x, r = torch.randn(n, d, generator=g), torch.randn(n, k, generator=g)
+    test = TestFactors({"u": torch.randn(m, k, d, generator=g)}, torch.zeros(m, dtype=torch.long), torch.ones(m))
+    options = EngineOptions()
+    kernels = {"previous": _EinsumGradientKernel(x=x, r=r), "new": GradientKernel(x=x, r=r)}
+    runs = {"top-10": lambda kernel: top_k(kernel, test, 10, options), "dense": lambda kernel: dense(kernel, test, options)}
+    result = {form: {key: np.inf for key in ("top-10", "dense")} for form in kernels}
+    for _ in range(repeats):
+        for form, kernel in kernels.items():
+            for name, run in runs.items():
+                gc.collect()
+                with _PeakRSS() as peak:
+                    result[form][name] = min(result[form][name], _time(lambda: run(kernel)))
+                result[form][name + " MB"] = peak.megabytes
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (the machine is shared)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--small", action="store_true", help="250,000 instead of 1,000,000 rows for the wide case")
+    parser.add_argument("--no-gradient", action="store_true", help="skip the GradientKernel table")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
@@ -73,6 +146,21 @@ def main() -> None:
         t = bench((m, n, d, k), args.repeats)
         print(f"| {m:,} × {n:,} × {d} ({k}) | {t['matmul']:.3f} | {t['top-10']:.3f} | {t['matmul'] / t['top-10']:.0%} "
               f"| {t['dense']:.3f} | {t['matmul'] / t['dense']:.0%} |")
+    if args.no_gradient:
+        return
+    print("\nGradientKernel (exact / EK-FAC influence): new vs previous (einsum over (b, m, K) projections)\n")
+    print("| m × n × D (K) | form | top-10 s | top-10 peak MB | dense s | dense peak MB |")
+    print("|---|---|---:|---:|---:|---:|")
+    for m, n, d, k in GRADIENT_SHAPES:
+        t = bench_gradient((m, n, d, k), args.repeats)
+        new, old = t["new"], t["previous"]
+        form = "gradient rows (b, K·D)" if d <= m else "projections (b, m, K)"
+        for name, row in (("previous", old), (f"new: {form}", new)):
+            print(f"| {m:,} × {n:,} × {d} ({k}) | {name} | {row['top-10']:.3f} | {row['top-10 MB']:.0f} "
+                  f"| {row['dense']:.3f} | {row['dense MB']:.0f} |")
+        ratios = {key: new[key] / max(old[key], 1e-9) for key in ("top-10", "top-10 MB", "dense", "dense MB")}
+        print(f"| | new / previous | {ratios['top-10']:.2f}× | {ratios['top-10 MB']:.2f}× | {ratios['dense']:.2f}× "
+              f"| {ratios['dense MB']:.2f}× |")
 
 
 if __name__ == "__main__":

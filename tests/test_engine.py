@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 import torch
 
 from representer.engine import (
+    BilinearKernel,
     ClassFactorKernel,
     CoefficientKernel,
     EngineOptions,
@@ -210,3 +213,94 @@ def test_candidate_pool_compaction_keeps_the_extremes(monkeypatch):
     monkeypatch.setattr("representer.engine.scoring._POOL_WIDTH", 8)
     kernel, test, expected = _coefficient_problem(n=500, integer=True)
     _check_top_k(top_k(kernel, test, 4, _options(3, 23)), expected, 4)
+
+
+# ------------------------------------------------------------------ GradientKernel: both intermediates
+def _einsum_gradient_scores(x, r, u):
+    """The previous ``GradientKernel`` block: projections ``(n, m, K)`` contracted with ``r`` by einsum."""
+    m, k, d = u.shape
+    projected = (x @ u.reshape(m * k, d).T).reshape(x.shape[0], m, k)
+    return torch.einsum("bmk,bk->mb", projected, r)
+
+
+@pytest.mark.parametrize("m, d", [(40, 9), (3, 17)], ids=["gradient-rows", "projections"])
+@pytest.mark.parametrize("chunk_floats", [1 << 22, 100], ids=["one-chunk", "many-chunks"])
+def test_gradient_kernel_equals_the_einsum_form_and_per_example_gradients(monkeypatch, m, d, chunk_floats):
+    monkeypatch.setattr("representer.engine.kernels._GRADIENT_CHUNK_FLOATS", chunk_floats)
+    g = _rng(5)
+    n, k_out = 257, 6
+    x, r = torch.randn(n, d, generator=g, dtype=F64), torch.randn(n, k_out, generator=g, dtype=F64)
+    u = torch.randn(m, k_out, d, generator=g, dtype=F64)
+    kernel = GradientKernel(x=x, r=r)
+    test = Factors({"u": u}, torch.zeros(m, dtype=torch.long), torch.ones(m, dtype=F64))
+    previous = _einsum_gradient_scores(x, r, u)
+    gradients = (r[:, :, None] * x[:, None, :]).reshape(n, k_out * d)
+    brute = u.reshape(m, k_out * d) @ gradients.T
+    scale = previous.abs().max()
+    blocks = [
+        (0, n, kernel.raw_block(test, 0, n)),
+        (31, 200, kernel.raw_block(test, 31, 200)),
+        (0, n, torch.as_tensor(dense(kernel, test, _options(64, 7)))),
+    ]
+    for lo, hi, block in blocks:
+        assert (block - previous[:, lo:hi]).abs().max() <= 1e-12 * scale
+        assert (block - brute[:, lo:hi]).abs().max() <= 1e-12 * scale
+
+
+# ------------------------------------------------------------- moving factors keeps integer tensors exact
+@dataclass
+class _KeyedKernel(BilinearKernel):
+    """``a(t, i) = [key_t = key_i] · ⟨x_t, x_i⟩`` with int64 keys above 2²⁴ (not exact in float32)."""
+
+    x: torch.Tensor
+    key: torch.Tensor
+    scale: torch.Tensor | None = None
+
+    @property
+    def n(self) -> int:
+        return int(self.x.shape[0])
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"x": self.x, "key": self.key}
+
+    def raw_block(self, test, start, stop):
+        same = test.tensors["key"][:, None] == self.key[None, start:stop]
+        return (test.tensors["x"] @ self.x[start:stop].T) * same.to(self.x.dtype)
+
+
+def test_moving_to_a_float_dtype_keeps_integer_tensors_and_their_values():
+    g = _rng(6)
+    n, m, d = 50, 8, 4
+    key = (1 << 24) + torch.arange(n)  # neighbours collide once cast to float32
+    x, xt = torch.randn(n, d, generator=g, dtype=F64), torch.randn(m, d, generator=g, dtype=F64)
+    test_key = key[torch.randint(0, n, (m,), generator=g)]
+    test = Factors({"x": xt, "key": test_key}, torch.zeros(m, dtype=torch.long), torch.ones(m, dtype=F64))
+    kernel = _KeyedKernel(x=x, key=key, scale=torch.ones(n, dtype=F64))
+
+    moved = test.to(torch.device("cpu"), torch.float32)
+    assert moved.tensors["x"].dtype == moved.sign.dtype == torch.float32
+    assert moved.tensors["key"].dtype == torch.int64 and torch.equal(moved.tensors["key"], test_key)
+    assert moved.out.dtype == torch.long
+    kernel.to(torch.device("cpu"), torch.float32)
+    assert kernel.x.dtype == kernel.scale.dtype == torch.float32
+    assert kernel.key.dtype == torch.int64 and torch.equal(kernel.key, key)
+
+    expected = (xt @ x.T) * (test_key[:, None] == key[None, :]).to(F64)
+    scores = dense(kernel, test, _options(16, 3, dtype=torch.float32))
+    assert np.count_nonzero(scores) == m
+    np.testing.assert_allclose(scores, expected.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_gradient_kernel_block_holds_no_test_by_train_by_class_intermediate():
+    # The einsum form allocated (b, m, K) projections: K × the (m, b) block of scores.
+    from torch.profiler import ProfilerActivity, profile
+
+    g = _rng(7)
+    m, n, k_out, d = 256, 2048, 10, 16
+    kernel = GradientKernel(x=torch.randn(n, d, generator=g, dtype=F64), r=torch.randn(n, k_out, generator=g, dtype=F64))
+    u = torch.randn(m, k_out, d, generator=g, dtype=F64)
+    test = Factors({"u": u}, torch.zeros(m, dtype=torch.long), torch.ones(m, dtype=F64))
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        kernel.raw_block(test, 0, n)
+    largest = max(event.cpu_memory_usage for event in prof.events())
+    assert largest <= 8 * max(m * n, n * k_out * d)  # the scores, or the (b, K·D) gradient rows

@@ -29,6 +29,13 @@ Tensor = torch.Tensor
 
 #: Runs of one output shorter than this on average are scaled by gathered coefficients instead.
 _MIN_RUN = 8
+#: Floats of the intermediate a :class:`GradientKernel` holds at once (gradient rows or projections).
+_GRADIENT_CHUNK_FLOATS = 1 << 22
+
+
+def _move(tensor: Tensor, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """``tensor`` on ``device``, cast to ``dtype`` only if it is floating (indices and keys keep theirs)."""
+    return tensor.to(device=device, dtype=dtype) if tensor.is_floating_point() else tensor.to(device=device)
 
 
 @dataclass
@@ -55,10 +62,11 @@ class TestFactors:
         return TestFactors({k: v[rows] for k, v in self.tensors.items()}, self.out[rows], self.sign[rows])
 
     def to(self, device: torch.device, dtype: torch.dtype) -> "TestFactors":
+        """On ``device``, floating tensors cast to ``dtype``; integer tensors (and ``out``) keep their dtype."""
         return TestFactors(
-            {k: v.to(device=device, dtype=dtype) for k, v in self.tensors.items()},
+            {k: _move(v, device, dtype) for k, v in self.tensors.items()},
             self.out.to(device),
-            self.sign.to(device=device, dtype=dtype),
+            _move(self.sign, device, dtype),
         )
 
 
@@ -97,11 +105,11 @@ class BilinearKernel(ABC):
         return self.raw_block(test, start, stop)
 
     def to(self, device: torch.device, dtype: torch.dtype) -> "BilinearKernel":
-        """Move every tensor to ``device`` / ``dtype``, in place; returns ``self``."""
+        """Move every tensor to ``device``, in place, casting the floating ones to ``dtype``; returns ``self``."""
         for name, value in self.tensors().items():
-            setattr(self, name, value.to(device=device, dtype=dtype))
+            setattr(self, name, _move(value, device, dtype))
         if self.scale is not None:
-            self.scale = self.scale.to(device=device, dtype=dtype)
+            self.scale = _move(self.scale, device, dtype)
         return self
 
 
@@ -169,7 +177,19 @@ class ClassFactorKernel(BilinearKernel):
 
 @dataclass
 class GradientKernel(BilinearKernel):
-    """``a(t, i) = Σ_k r_ik ⟨U_t[k], x_i⟩`` with test-side ``u`` of shape ``(m, K, D)``."""
+    """``a(t, i) = ⟨U_t, r_i ⊗ x_i⟩ = Σ_k r_ik ⟨U_t[k], x_i⟩`` with test-side ``u`` of shape ``(m, K, D)``.
+
+    ``U_t`` (e.g. ``unvec(H⁻¹g_t)``) has full rank in general, so the score does not factor into
+    ``⟨·, r_i⟩⟨·, x_i⟩`` (that is :class:`KroneckerKernel`, for rank-one ``U_t``). A block is one
+    GEMM of ``m·b·K·D`` multiply-adds either way; what differs is the intermediate:
+
+    * ``D ≤ m``: the training gradients ``G = r ⊗ x`` ``(b, K·D)``, then ``U (m, K·D) · Gᵀ``;
+    * ``D > m`` (few test points): the projections ``X U_tᵀ`` ``(b, m, K)``, contracted with ``r``.
+
+    The rule picks the smaller of ``b·K·D`` and ``b·m·K`` floats to write and read back; either is
+    built for at most ``_GRADIENT_CHUNK_FLOATS`` floats' worth of training rows at a time, so a
+    block's memory is its ``(m, b)`` scores plus one chunk (``benchmarks/bench_engine.py``).
+    """
 
     x: Tensor
     r: Tensor
@@ -184,9 +204,26 @@ class GradientKernel(BilinearKernel):
 
     def raw_block(self, test: TestFactors, start: int, stop: int) -> Tensor:
         u = test.tensors["u"]
+        return self._raw_block_into(test, start, stop, torch.empty(u.shape[0], stop - start, dtype=u.dtype, device=u.device))
+
+    def _raw_block_into(self, test: TestFactors, start: int, stop: int, out: Tensor) -> Tensor:
+        u = test.tensors["u"]
         m, k, d = u.shape
-        projected = (self.x[start:stop] @ u.reshape(m * k, d).T).reshape(stop - start, m, k)
-        return torch.einsum("bmk,bk->mb", projected, self.r[start:stop])
+        by_gradients = d <= m
+        rows = max(1, _GRADIENT_CHUNK_FLOATS // (k * d if by_gradients else m * k))
+        flat = u.reshape(m, k * d) if by_gradients else u.reshape(m * k, d).T
+        for c0 in range(start, stop, rows):
+            c1 = min(c0 + rows, stop)
+            x, r = self.x[c0:c1], self.r[c0:c1]
+            target = out if c1 - c0 == stop - start else out[:, c0 - start : c1 - start]
+            if by_gradients:
+                gradients = (r.unsqueeze(2) * x.unsqueeze(1)).reshape(c1 - c0, k * d)
+                scores = torch.mm(flat, gradients.T, out=target) if target is out else flat @ gradients.T
+            else:
+                scores = torch.einsum("bmk,bk->mb", (x @ flat).reshape(c1 - c0, m, k), r)
+            if scores is not target:
+                target.copy_(scores)
+        return out
 
 
 @dataclass

@@ -44,12 +44,15 @@ class RPSL2(Explainer):
         model: a :class:`~representer.TorchClassifier`, :class:`~representer.Features` or ``nn.Module``.
         lam: the L2 strength λ (default 0.003, as in every reference implementation).
         tol: stop when the Frobenius norm of the refit's gradient is ≤ ``tol``.
-        max_iter: Newton iterations at most (a warning-free report field says if it converged).
+        max_iter: Newton iterations at most.
         self_influence_mode: ``"label"`` ranks by ``|α_{i,y_i}|`` (paper, quanda); ``"teacher"`` by
             the teacher-weighted ``Σ_c q_ic |α_ic|`` of the released RPS code.
 
     Fitted attributes: ``alpha_`` ``(n, K)``, ``theta_`` ``(K, D+1)`` (student head, bias last),
-    ``teacher_`` ``(n, K)``, ``fit_report_`` (gradient norm, iterations, fidelity).
+    ``teacher_`` ``(n, K)``, ``fit_report_`` (gradient norm, iterations, fidelity, and ``converged`` /
+    ``reason`` from :func:`~representer.solvers.newton.newton_cg`: a refit that stalls at the float64
+    round-off floor above ``tol`` stops early with ``converged=False``, and warns only if its gradient
+    norm exceeds ``100 · tol``).
     """
 
     name = "rps_l2"
@@ -117,6 +120,8 @@ class RPSL2(Explainer):
             "newton_iterations": result.n_iter,
             "cg_iterations": result.n_cg,
             "converged": result.converged,
+            "reason": result.reason,
+            "tolerance": result.threshold,
             "train": self._fidelity_from_tilde(x),
         }
 
