@@ -53,11 +53,6 @@ from .zoo import SmallCNN, predict_logits, train_classifier
 DEFAULT_EPOCHS = 6
 LEARNING_RATE = 3e-3
 BATCH_SIZE = 64
-#: Gradient-norm tolerance of the RPS-L2 refit. The representer weights differ from the refit head by
-#: ∇F/(2λ), so a logit is off by at most ‖∇F‖·‖φ̃_t‖/(2λ) (measured: 4e-7 in the default run, see
-#: ``fit_report_``); the default 1e-10 sits at the float64 round-off floor of this problem, where
-#: Newton–CG can stall for all of its iterations.
-RPS_TOL = 1e-8
 CHECKPOINTS = (0.05, 0.10, 0.20)
 INFLUENCE = "influence self-influence"
 SELF_INFLUENCE = "RPS-L2 self-influence"
@@ -196,7 +191,7 @@ def run_demo(
     lap("train")
 
     step("Fitting RPS-L2 on the training features")
-    explainer = RPSL2(TorchClassifier(net), tol=RPS_TOL).fit(data.X_train, y_noisy, eval_X=data.X_test)
+    explainer = RPSL2(TorchClassifier(net)).fit(data.X_train, y_noisy, eval_X=data.X_test)
     lap("fit_rps_l2")
 
     step("Explaining test images and ranking suspicious training labels")

@@ -272,6 +272,8 @@ def fit_rps_l2_distributed(explainer: Any, X: Any, y: Any, *, n_shards: int, max
         "newton_iterations": r.n_iter,
         "cg_iterations": r.n_cg,
         "converged": r.converged,
+        "reason": r.reason,
+        "tolerance": r.threshold,
         "n_shards": len(refs),
     }
     explainer._finish_fit()
