@@ -140,7 +140,7 @@ def bench(
         str | None, typer.Option(help="Comma-separated subset of DV,IF,RPS-L2,RPS-LJE,RelatIF,SIM,SIM-rp,kNN,RAND,CL (default: all).")
     ] = None,
     out: Annotated[Path, typer.Option("--out", help="Folder for results.json, table.md and table2.png.")] = Path("representer-bench"),
-    quick: Annotated[bool, typer.Option("--quick", help="1,000 training / 300 test points and 4 epochs (about a minute).")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="CI-sized: dualview 1,000 train / 300 test and 4 epochs; lje 2 repeats; each suite under a minute.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the subsample, the training, DualView and the random baseline.")] = 0,
     cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Cache trained models here (safetensors).")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
