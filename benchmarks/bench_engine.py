@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import threading
 import time
 from dataclasses import dataclass
 
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 
 from representer.engine import CoefficientKernel, EngineOptions, GradientKernel, TestFactors, dense, top_k
+from representer.evaluation.cost import PeakRSS
 
 SHAPES = [(1_000, 60_000, 129, 10), (100, 1_000_000, 512, 10)]
 SMALL_SHAPES = [(1_000, 60_000, 129, 10), (100, 250_000, 512, 10)]
@@ -81,35 +81,6 @@ class _EinsumGradientKernel(GradientKernel):
         return torch.einsum("bmk,bk->mb", projected, self.r[start:stop])
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class _PeakRSS:
-    """Largest resident set size above the one at entry, sampled every millisecond (Linux)."""
-
-    def __enter__(self) -> "_PeakRSS":
-        self.base = self.peak = _rss_bytes()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.001):
-            self.peak = max(self.peak, _rss_bytes())
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss_bytes())
-
-    @property
-    def megabytes(self) -> float:
-        return (self.peak - self.base) / 2**20
-
-
 def bench_gradient(shape, repeats: int) -> dict[str, dict[str, float]]:
     """Per form: best time of top-10 and dense, interleaved, and the peak memory growth of each."""
     m, n, d, k = shape
@@ -124,7 +95,7 @@ def bench_gradient(shape, repeats: int) -> dict[str, dict[str, float]]:
         for form, kernel in kernels.items():
             for name, run in runs.items():
                 gc.collect()
-                with _PeakRSS() as peak:
+                with PeakRSS() as peak:
                     result[form][name] = min(result[form][name], _time(lambda: run(kernel)))
                 result[form][name + " MB"] = peak.megabytes
     return result

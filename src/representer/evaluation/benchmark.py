@@ -63,6 +63,7 @@ from ..methods import (
 from ..models import Features, TorchClassifier
 from ..zoo import SmallCNN, train_classifier
 from .corruption import DEFAULT_SUPERCLASS_PAIRS, add_mark, bernoulli_flip_labels, mark_class, superclass_labels
+from .cost import measure
 from .explanation_metrics import domain_mismatch, identical_class, identical_subclass
 from .metrics import corruption_mask, label_poisoning_auc
 
@@ -75,6 +76,10 @@ DATASETS: dict[str, Callable[[], TrainTestSplit]] = {
     "mnist_subset": load_mnist_subset,
     "digits": load_digits,
 }
+#: Top-k of the explain call timed for the cost columns.
+COST_TOP_K = 10
+#: Keys of the cost columns (wall seconds and peak RSS growth), kept apart from the quality metrics.
+COST_KEYS: tuple[str, ...] = ("fit_seconds", "explain_seconds", "peak_mb")
 METHODS: tuple[str, ...] = ("DV", "IF", "RPS-L2", "RPS-LJE", "RelatIF", "SIM", "SIM-rp", "kNN", "RAND", "CL")
 #: Methods that differentiate the whole network and so take raw inputs rather than penultimate features.
 FULL_MODEL_METHODS: frozenset[str] = frozenset({"SIM-rp"})
@@ -242,9 +247,15 @@ def _setting_metrics(
             return {}
         return {"label_poisoning": label_poisoning_auc(_confident_learning_scores(setting.phi_train, setting.y_train, seed), corrupted)}
     train_inputs, test_inputs = setting.inputs(method)
-    explainer = _explainer(method, setting.head, seed, setting.net).fit(train_inputs, setting.y_train)
+    explainer, fit_cost = measure(lambda: _explainer(method, setting.head, seed, setting.net).fit(train_inputs, setting.y_train))
     if setting.name == "standard":
-        return {"identical_class": identical_class(explainer, test_inputs, y_test)}
+        _, explain_cost = measure(lambda: explainer.explain(test_inputs, top_k=COST_TOP_K))
+        return {
+            "identical_class": identical_class(explainer, test_inputs, y_test),
+            "fit_seconds": fit_cost.seconds,
+            "explain_seconds": explain_cost.seconds,
+            "peak_mb": max(fit_cost.peak_mb, explain_cost.peak_mb),
+        }
     if setting.name == "subclass":
         return {"identical_subclass": identical_subclass(explainer, test_inputs, y_test, y_train_clean)}
     if setting.name == "poison":
@@ -346,6 +357,7 @@ def _run_dualview(
         "mark": (X_marked, y_train, X_test_marked, y_test, K),
     }
     results: dict[str, dict[str, float]] = {m: {} for m in methods}
+    cost: dict[str, dict[str, float]] = {m: {} for m in methods}
     models: dict[str, dict] = {}
     n_candidates = 0
     with tqdm(total=len(SETTINGS) * (1 + len(methods)), desc="dualview suite", disable=not show_progress) as bar:
@@ -358,7 +370,9 @@ def _run_dualview(
                 n_candidates = int(np.sum((y_test != config.mark_cls) & (setting.head.predict(setting.phi_test) == config.mark_cls)))
             for method in methods:
                 bar.set_postfix_str(f"{name}: {method}")
-                results[method].update(_setting_metrics(setting, method, config.seed, y_test, y_train, corrupted, marked, config))
+                values = _setting_metrics(setting, method, config.seed, y_test, y_train, corrupted, marked, config)
+                cost[method].update({key: values.pop(key) for key in COST_KEYS if key in values})
+                results[method].update(values)
                 bar.update()
 
     out = {
@@ -371,6 +385,7 @@ def _run_dualview(
         "methods": list(methods),
         "metrics": list(METRICS),
         "results": results,
+        "cost": cost,
         "random_baselines": {
             "identical_class": 1.0 / K,
             "identical_subclass": 1.0 / K,
@@ -419,6 +434,22 @@ def markdown_table(out: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def cost_table(out: dict[str, Any]) -> str:
+    """Fit time, explain time and peak memory growth per method, measured on the ``standard`` setting."""
+    lines = [
+        f"Cost on the standard setting (fit on {out['n_train']} training points; top-{COST_TOP_K} of both signs "
+        f"for all {out['n_test']} test points; peak = largest RSS growth during fit or explain):",
+        "",
+        "| method | fit s | explain s | peak MiB |",
+        "|---|---:|---:|---:|",
+    ]
+    for method in out["methods"]:
+        row = out["cost"][method]
+        if row:
+            lines.append(f"| {method} | {row['fit_seconds']:.2f} | {row['explain_seconds']:.2f} | {row['peak_mb']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_outputs(out: dict[str, Any], folder: Path) -> None:
     """Write ``results.json``, ``table.md`` and the bar chart ``table2.png`` into ``folder``."""
     import matplotlib
@@ -429,7 +460,7 @@ def write_outputs(out: dict[str, Any], folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.json").write_text(json.dumps(out, indent=2, default=float))
     title = f"DualView suite on {out['dataset']}" + (" (quick)" if out["quick"] else "") + f": {out['n_train']} train / {out['n_test']} test"
-    (folder / "table.md").write_text(f"{title}\n\n{markdown_table(out)}")
+    (folder / "table.md").write_text(f"{title}\n\n{markdown_table(out)}\n{cost_table(out)}")
     metrics, methods = out["metrics"], out["methods"]
     width = 0.8 / len(methods)
     fig, ax = plt.subplots(figsize=(2.2 * len(metrics) + 2, 4))
