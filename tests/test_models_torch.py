@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+import representer as rp
 from representer import TorchClassifier
 from representer.errors import InputError, ModelError
 from representer.zoo import MLP, SmallCNN
@@ -222,3 +223,15 @@ def test_errors():
     with pytest.raises(ModelError, match="eval"):
         clf.features(np.ones((2, 5), dtype=np.float32))
     net.eval()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_without_a_cuda_device_is_refused_clearly():
+    W = np.random.default_rng(0).normal(size=(3, 4))
+    X, y = np.zeros((6, 4), dtype=np.float32), np.arange(6) % 3
+    with pytest.raises(InputError, match="no usable CUDA device"):
+        rp.RPSL2(rp.Features(W), device="cuda").fit(X, y)
+    with pytest.raises(InputError, match="no usable CUDA device"):
+        rp.TorchClassifier(torch.nn.Linear(4, 3), device="cuda")
+    with pytest.raises(InputError, match="torch device"):
+        rp.RPSL2(rp.Features(W), device="gpu0").fit(X, y)

@@ -60,3 +60,20 @@ def check_positive(value: float, name: str, *, allow_zero: bool = False) -> floa
         bound = ">= 0" if allow_zero else "> 0"
         raise InputError(f"`{name}` must be a finite number {bound}; got {value!r}.")
     return v
+
+
+def check_device(device: Any, name: str = "device") -> torch.device:
+    """``device`` as a :class:`torch.device`, refused with a clear message if this torch cannot use it."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InputError(f"`{name}` must be a torch device such as 'cpu', 'cuda' or 'cuda:1'; got {device!r}.") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(
+                f"`{name}`={device!r} asks for CUDA, but this torch ({torch.__version__}) has no usable CUDA device; "
+                "use device='cpu' or install a CUDA build of torch."
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError(f"`{name}`={device!r}: only {torch.cuda.device_count()} CUDA device(s) are visible.")
+    return dev

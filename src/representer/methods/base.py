@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from .._validation import as_labels
+from .._validation import as_labels, check_device
 from ..engine import BilinearKernel, EngineOptions, TestFactors, dense, stream_blocks
 from ..engine import top_k as engine_top_k
 from ..errors import InputError, NotFittedError, RepresenterError, StaleStateError
@@ -99,7 +99,7 @@ class Explainer(ABC):
     @property
     def head_device(self) -> torch.device:
         """Device for float64 head math."""
-        return torch.device(self.device)
+        return check_device(self.device)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X: Any, y: Any) -> "Explainer":
@@ -113,7 +113,7 @@ class Explainer(ABC):
         return self
 
     def _finish_fit(self) -> None:
-        self.kernel_ = self._build_kernel().to(torch.device(self.device), self.options.dtype)
+        self.kernel_ = self._build_kernel().to(check_device(self.device), self.options.dtype)
 
     @property
     def n_train_(self) -> int:

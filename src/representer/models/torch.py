@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from .._validation import check_device
 from ..errors import InputError, ModelError
 from .base import ClassifierAdapter, array_fingerprint
 
@@ -56,7 +57,7 @@ class TorchClassifier(ClassifierAdapter):
         if device is None:
             first = next(iter(net.parameters()), None)
             device = first.device if first is not None else "cpu"
-        self.device = torch.device(device)
+        self.device = check_device(device)
         self.batch_size = int(batch_size)
         self.show_progress = show_progress
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
