@@ -23,7 +23,7 @@ from representer import head as hm
 from representer.methods.influence import InfluenceFunction
 from representer.methods.relatif import RelatIF
 from representer.models import Features
-from representer.solvers.newton import newton_cg
+from representer.solvers.softmax_head import fit_softmax_head
 
 
 def fit_logistic(phi: np.ndarray, y: np.ndarray, n_classes: int, lam: float) -> Features:
@@ -31,17 +31,7 @@ def fit_logistic(phi: np.ndarray, y: np.ndarray, n_classes: int, lam: float) -> 
     x = hm.append_ones(torch.as_tensor(phi, dtype=torch.float64))
     q = hm.one_hot_targets(torch.as_tensor(y), n_classes)
 
-    def fun_grad(theta):
-        z = hm.logits(x, theta)
-        return hm.mean_cross_entropy(z, q) + lam / 2 * (theta * theta).sum(), hm.gradient_of_mean_loss(
-            x, hm.residuals(z, q)
-        ) + lam * theta
-
-    def hessp_at(theta):
-        p = hm.probabilities(hm.logits(x, theta))
-        return lambda v: hm.hessian_vector_product(x, p, v) + lam * v
-
-    result = newton_cg(fun_grad, hessp_at, torch.zeros(n_classes, x.shape[1], dtype=torch.float64), tol=1e-8)
+    result = fit_softmax_head(x, q, lam / 2, tol=1e-8)
     if not result.converged:
         raise RuntimeError(f"logistic regression did not converge (gradient norm {result.grad_norm:.2e})")
     theta = result.x.numpy()

@@ -14,7 +14,7 @@ import representer as rp
 from representer import head as hm
 from representer.errors import InputError, ModelError, StaleStateError
 from representer.methods.full_model import FullModelInfluence, FullModelRelatIF, FullModelSimilarity, TracInCP
-from representer.solvers.newton import newton_cg
+from representer.solvers.softmax_head import fit_softmax_head
 from representer.zoo import BiLSTMClassifier, train_classifier
 
 F64 = {"dtype": "float64"}
@@ -43,17 +43,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, lam: float, theta0: torch.Tensor 
     xt = hm.append_ones(torch.as_tensor(x, dtype=torch.float64))
     q = hm.one_hot_targets(torch.as_tensor(y), 10)
 
-    def fun_grad(theta):
-        z = hm.logits(xt, theta)
-        value = hm.mean_cross_entropy(z, q) + lam / 2 * (theta * theta).sum()
-        return value, hm.gradient_of_mean_loss(xt, hm.residuals(z, q)) + lam * theta
-
-    def hessp_at(theta):
-        p = hm.probabilities(hm.logits(xt, theta))
-        return lambda v: hm.hessian_vector_product(xt, p, v) + lam * v
-
-    start = torch.zeros(10, x.shape[1] + 1, dtype=torch.float64) if theta0 is None else theta0
-    result = newton_cg(fun_grad, hessp_at, start, tol=1e-12, max_iter=100)
+    result = fit_softmax_head(xt, q, lam / 2, theta0=theta0, tol=1e-12)
     assert result.converged
     return result.x
 

@@ -123,3 +123,21 @@ def test_relative_tolerance_scales_with_the_initial_gradient(scale):
     assert result.threshold == pytest.approx(1e-9 * max(1.0, initial), rel=1e-12)
     assert result.converged and result.grad_norm <= result.threshold
     assert float((result.x - x_star).norm()) <= result.grad_norm  # μ = 1
+
+
+def test_softmax_head_fit_is_the_l2_logistic_optimum_and_matches_sklearn():
+    """``fit_softmax_head`` with one-hot targets is multinomial logistic regression: compare with sklearn."""
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    from representer.solvers.softmax_head import fit_softmax_head
+
+    X, y = load_iris(return_X_y=True)
+    n, lam = len(y), 0.01
+    xt = hm.append_ones(torch.as_tensor(X, dtype=torch.float64))
+    result = fit_softmax_head(xt, hm.one_hot_targets(torch.as_tensor(y), 3), lam / 2, tol=1e-12)
+    assert result.converged
+    # sklearn: C Σ_i CE_i + ½‖W‖² (bias unpenalised there, so append the ones column as a feature, no intercept)
+    ref = LogisticRegression(C=1 / (n * lam), fit_intercept=False, tol=1e-12, max_iter=10_000)
+    ref.fit(np.hstack([X, np.ones((n, 1))]), y)
+    np.testing.assert_allclose(result.x.numpy(), ref.coef_, atol=1e-5)

@@ -39,7 +39,7 @@ from .. import head as hm
 from ..errors import ModelError
 from ..methods import RPSL2, RPSLJE, InfluenceFunction, RandomAttribution, RelatIF
 from ..models import Features
-from ..solvers.newton import newton_cg
+from ..solvers.softmax_head import fit_softmax_head
 from .corruption import flip_labels
 from .explanation_metrics import influential_sets, knn_overlap_score
 from .protocols import data_debugging_curve, order_by_score
@@ -69,16 +69,7 @@ def fit_l2_logistic(x: np.ndarray, y: np.ndarray, n_classes: int, lam: float) ->
     xt = hm.append_ones(torch.as_tensor(x, dtype=torch.float64))
     q = hm.one_hot_targets(torch.as_tensor(y), n_classes)
 
-    def fun_grad(theta):
-        z = hm.logits(xt, theta)
-        value = hm.mean_cross_entropy(z, q) + lam / 2 * (theta * theta).sum()
-        return value, hm.gradient_of_mean_loss(xt, hm.residuals(z, q)) + lam * theta
-
-    def hessp_at(theta):
-        p = hm.probabilities(hm.logits(xt, theta))
-        return lambda v: hm.hessian_vector_product(xt, p, v) + lam * v
-
-    result = newton_cg(fun_grad, hessp_at, torch.zeros(n_classes, xt.shape[1], dtype=torch.float64), tol=1e-8, max_iter=200)
+    result = fit_softmax_head(xt, q, lam / 2, tol=1e-8, max_iter=200)
     if not result.converged:
         raise ModelError(f"the L2 logistic regression did not converge (gradient norm {result.grad_norm:.2e}).")
     theta = result.x.numpy()

@@ -32,7 +32,7 @@ from .._validation import check_positive
 from ..engine import CoefficientKernel, TestFactors
 from ..errors import InputError, ModelError
 from ..models.trees import TreeEnsemble
-from ..solvers.newton import newton_cg
+from ..solvers.softmax_head import fit_softmax_head
 from .base import Explainer
 from .common import class_columns, output_and_sign
 
@@ -99,16 +99,7 @@ class RPSL2(Explainer):
         q = hm.probabilities(hm.logits(x, theta_given))
         n = x.shape[0]
 
-        def fun_grad(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            z = hm.logits(x, theta)
-            value = hm.mean_cross_entropy(z, q) + lam * (theta * theta).sum()
-            return value, hm.gradient_of_mean_loss(x, hm.residuals(z, q)) + 2 * lam * theta
-
-        def hessp_at(theta: torch.Tensor):
-            p = hm.probabilities(hm.logits(x, theta))
-            return lambda v: hm.hessian_vector_product(x, p, v) + 2 * lam * v
-
-        result = newton_cg(fun_grad, hessp_at, theta_given, tol=float(self.tol), max_iter=int(self.max_iter))
+        result = fit_softmax_head(x, q, lam, theta0=theta_given, tol=float(self.tol), max_iter=int(self.max_iter))
         theta = result.x
         p = hm.probabilities(hm.logits(x, theta))
         self.alpha_ = (-(p - q) / (2 * lam * n)).cpu().numpy()
