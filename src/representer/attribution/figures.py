@@ -10,7 +10,6 @@ own largest absolute value. :func:`figure_png` turns a figure into PNG bytes for
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +17,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..errors import InputError
+from ..report.images import as_heatmap, as_planar
 from .lrp import PairRelevance
 from .sensitivity import SensitivityMaps
 
@@ -113,18 +113,12 @@ def _numpy(x: Any) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
-def _as_2d(x: np.ndarray, image_shape: tuple[int, ...] | None, *, reduce_channels: bool) -> np.ndarray:
-    """An ``(H, W)`` or ``(H, W, 3)`` array for ``imshow``."""
-    if image_shape is not None:
-        x = x.reshape(image_shape)
-    elif x.ndim == 1:
-        side = math.isqrt(x.size)
-        if side * side != x.size:
-            raise InputError(f"Cannot show a flat input of {x.size} values as an image; pass `image_shape=(H, W)`.")
-        x = x.reshape(side, side)
+def _picture(x: Any, image_shape: tuple[int, ...] | None) -> np.ndarray:
+    """An ``(H, W)`` or ``(H, W, 3)`` array for ``imshow`` (one channel squeezed, RGB clipped to [0, 1])."""
+    x = as_planar(x, image_shape)
     if x.ndim == 3:
-        if reduce_channels or x.shape[0] == 1:
-            return x.sum(axis=0)
+        if x.shape[0] == 1:
+            return x[0]
         if x.shape[0] == 3:
             return np.clip(np.moveaxis(x, 0, -1), 0.0, 1.0)
         raise InputError(f"Images must have 1 or 3 channels first (C, H, W); got shape {x.shape}.")
@@ -134,14 +128,14 @@ def _as_2d(x: np.ndarray, image_shape: tuple[int, ...] | None, *, reduce_channel
 
 
 def _show_image(ax, x: np.ndarray, image_shape, title: str) -> None:
-    picture = _as_2d(x, image_shape, reduce_channels=False)
+    picture = _picture(x, image_shape)
     ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None)
     ax.set_title(title, fontsize=8)
     ax.axis("off")
 
 
 def _show_heatmap(ax, x: np.ndarray, image_shape, title: str) -> None:
-    heat = _as_2d(x, image_shape, reduce_channels=True)
+    heat = as_heatmap(x, image_shape)
     bound = float(np.abs(heat).max()) or 1.0
     ax.imshow(heat, cmap="bwr", vmin=-bound, vmax=bound)
     ax.set_title(title, fontsize=8)

@@ -51,20 +51,29 @@ def as_image_stack(images: Any) -> np.ndarray:
     )
 
 
+def as_planar(values: Any, image_shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """``values`` as a float64 array laid out as an image: ``image_shape`` if given, a flat square map as ``(H, W)``.
+
+    Tensors are detached and moved to the CPU; other layouts are returned as they are.
+    """
+    arr = np.asarray(values.detach().cpu().numpy() if hasattr(values, "detach") else values, dtype=np.float64)
+    if image_shape is not None:
+        return arr.reshape(image_shape)
+    if arr.ndim == 1:
+        side = math.isqrt(arr.size)
+        if side * side != arr.size:
+            raise InputError(f"Cannot show a flat array of {arr.size} values as an image; pass `image_shape=(H, W)`.")
+        return arr.reshape(side, side)
+    return arr
+
+
 def as_heatmap(values: Any, image_shape: tuple[int, ...] | None = None) -> np.ndarray:
     """One relevance / gradient map as an ``(H, W)`` array: channels are summed, square flat maps reshaped.
 
     Accepts ``(H, W)``, ``(C, H, W)`` (channels first, as in torch) and flat ``(H·W,)`` maps;
     ``image_shape`` reshapes any other layout first.
     """
-    arr = np.asarray(values.detach().cpu().numpy() if hasattr(values, "detach") else values, dtype=np.float64)
-    if image_shape is not None:
-        arr = arr.reshape(image_shape)
-    elif arr.ndim == 1:
-        side = math.isqrt(arr.size)
-        if side * side != arr.size:
-            raise InputError(f"Cannot show a flat map of {arr.size} values as an image; pass `image_shape=(H, W)`.")
-        arr = arr.reshape(side, side)
+    arr = as_planar(values, image_shape)
     if arr.ndim == 3:
         arr = arr.sum(axis=0)
     if arr.ndim != 2:
