@@ -1,5 +1,6 @@
 """The cost meter sees a large allocation and the time a call takes."""
 
+import mmap
 import time
 
 import numpy as np
@@ -12,9 +13,15 @@ pytestmark = pytest.mark.skipif(resident_bytes() is None, reason="needs /proc/se
 
 def test_peak_sees_an_allocation_that_is_freed_before_exit():
     def allocate_and_free() -> float:
-        block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
-        time.sleep(0.02)
-        return float(block[-1])
+        # fresh pages straight from the kernel (an anonymous map), so no allocator can serve them from
+        # memory the process already holds; filling them makes them resident
+        with mmap.mmap(-1, 64 * 2**20) as pages:
+            block = np.frombuffer(pages, dtype=np.float64)
+            block.fill(1.0)
+            time.sleep(0.02)
+            value = float(block[-1])
+            del block
+        return value
 
     value, cost = measure(allocate_and_free)
     assert value == 1.0
