@@ -46,8 +46,6 @@ def test_cost_columns_are_measured_for_every_explainer(quick):
         row = out["cost"][method]
         assert row["fit_seconds"] >= 0 and row["explain_seconds"] > 0, method
         assert row["peak_mb"] >= 0 or row["peak_mb"] != row["peak_mb"], method  # NaN without /proc
-    # the full-model similarity holds per-example gradients of every parameter; the random baseline holds nothing
-    assert out["cost"]["SIM-rp"]["peak_mb"] > out["cost"]["RAND"]["peak_mb"]
     assert "Cost on the standard setting" in (root / "out" / "table.md").read_text()
 
 
