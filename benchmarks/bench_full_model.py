@@ -221,7 +221,7 @@ def main() -> None:
     results = {}
     for label, python, body in rows:
         results[label] = run(python, body, work) if python else {"error": "venv missing"}
-    print(f"| method | seconds | peak RSS (MB) |\n|---|---|---|")
+    print("| method | seconds | peak RSS (MB) |\n|---|---|---|")
     for label, r in results.items():
         print(f"| {label} | {r.get('seconds', float('nan')):.1f} | {r.get('peak_mb', float('nan')):.0f} |" if "error" not in r else f"| {label} | skipped: {r['error']} | |")
     ours, kf = results["ours EK-FAC influence (float32)"], results["kronfluence EK-FAC"]

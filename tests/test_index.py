@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from representer.engine import ClassFactorKernel, CoefficientKernel, EngineOptions, GradientKernel, KroneckerKernel, dense, top_k
+from representer.engine import CoefficientKernel, EngineOptions, dense, top_k
 from representer.engine import TestFactors as Factors
 from representer.engine.index import InnerProductIndex, query_vectors, recall_at_k, train_vectors
 from representer.engine.store import kernel_kind
@@ -13,6 +13,8 @@ from representer.methods.random import RandomAttribution
 from representer.methods.rps_l2 import RPSL2
 from representer.methods.rps_lje import RPSLJE
 from representer.models import Features
+
+from kernel_factories import KERNEL_KINDS, random_kernel_and_test
 
 K, D, N, M = 3, 6, 150, 9
 OPTIONS = EngineOptions(block_size=37, test_batch_size=4, dtype=torch.float32)
@@ -29,22 +31,9 @@ def _problem(k=K, n=N, seed=0):
 
 
 def _kernel_and_test(kind, scaled, seed=0):
-    """A random kernel of ``kind`` (float32) and matching test factors with random classes and signs."""
-    g = torch.Generator().manual_seed(seed)
-    rnd = lambda *shape: torch.randn(*shape, generator=g)  # noqa: E731
-    scale = rnd(N).abs() + 0.1 if scaled else None
-    out = torch.randint(0, K, (M,), generator=g)
-    sign = torch.where(torch.rand(M, generator=g) < 0.5, -1.0, 1.0)
-    if kind == "CoefficientKernel":
-        return CoefficientKernel(rnd(N, D), rnd(N, K), scale), Factors({"x": rnd(M, D)}, out, sign)
-    if kind == "ClassFactorKernel":
-        return ClassFactorKernel(rnd(N, K, D), scale), Factors({"x": rnd(M, D)}, out, sign)
-    if kind == "GradientKernel":
-        return GradientKernel(rnd(N, D), rnd(N, K), scale), Factors({"u": rnd(M, K, D)}, out, sign)
-    return KroneckerKernel(rnd(N, D), rnd(N, K), scale), Factors({"s": rnd(M, K), "a": rnd(M, D)}, out, sign)
+    return random_kernel_and_test(kind, scaled, n=N, m=M, k=K, d=D, seed=seed)
 
 
-KERNEL_KINDS = ["CoefficientKernel", "ClassFactorKernel", "GradientKernel", "KroneckerKernel"]
 
 
 @pytest.mark.parametrize("scaled", [False, True])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from scipy.optimize import brentq, minimize, root
 from scipy.special import expit, log_expit, log_softmax, softmax
 from torch import nn

@@ -7,35 +7,25 @@ import numpy as np
 import pytest
 import torch
 
-from representer.engine import ClassFactorKernel, CoefficientKernel, EngineOptions, GradientKernel, KroneckerKernel, dense, top_k
-from representer.engine import TestFactors as Factors
+from representer.engine import EngineOptions, dense, top_k
 from representer.engine.index import InnerProductIndex
 from representer.engine.store import FactorStore, StoreKernel, kernel_rows, save_kernel, write_factors
 from representer.errors import InputError, RepresenterError, StaleStateError
 from representer.methods.rps_l2 import RPSL2
 from representer.models import Features
 
+from kernel_factories import KERNEL_KINDS, random_kernel_and_test
+
 K, D, N, M = 3, 5, 130, 6
 OPTIONS = EngineOptions(block_size=37, test_batch_size=4, dtype=torch.float32)
 
 
 def _kernel_and_test(kind, scaled, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    rnd = lambda *shape: torch.randn(*shape, generator=g)  # noqa: E731
-    scale = rnd(N).abs() + 0.1 if scaled else None
-    out = torch.randint(0, K, (M,), generator=g)
-    sign = torch.where(torch.rand(M, generator=g) < 0.5, -1.0, 1.0)
-    if kind == "CoefficientKernel":
-        return CoefficientKernel(rnd(N, D), rnd(N, K), scale), Factors({"x": rnd(M, D)}, out, sign)
-    if kind == "ClassFactorKernel":
-        return ClassFactorKernel(rnd(N, K, D), scale), Factors({"x": rnd(M, D)}, out, sign)
-    if kind == "GradientKernel":
-        return GradientKernel(rnd(N, D), rnd(N, K), scale), Factors({"u": rnd(M, K, D)}, out, sign)
-    return KroneckerKernel(rnd(N, D), rnd(N, K), scale), Factors({"s": rnd(M, K), "a": rnd(M, D)}, out, sign)
+    return random_kernel_and_test(kind, scaled, n=N, m=M, k=K, d=D, seed=seed)
 
 
 @pytest.mark.parametrize("scaled", [False, True])
-@pytest.mark.parametrize("kind", ["CoefficientKernel", "ClassFactorKernel", "GradientKernel", "KroneckerKernel"])
+@pytest.mark.parametrize("kind", KERNEL_KINDS)
 def test_store_backed_scoring_equals_in_memory(tmp_path, kind, scaled):
     kernel, test = _kernel_and_test(kind, scaled)
     store = save_kernel(kernel, tmp_path / "s", shard_rows=40)
