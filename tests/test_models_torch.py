@@ -235,3 +235,14 @@ def test_cuda_without_a_cuda_device_is_refused_clearly():
         rp.TorchClassifier(torch.nn.Linear(4, 3), device="cuda")
     with pytest.raises(InputError, match="torch device"):
         rp.RPSL2(rp.Features(W), device="gpu0").fit(X, y)
+
+
+def test_a_layer_after_the_head_is_refused_but_softmax_outputs_are_accepted():
+    X = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
+    relu_after = nn.Sequential(nn.Linear(4, 3), nn.ReLU()).eval()
+    with pytest.raises(ModelError, match="not its head"):
+        TorchClassifier(relu_after).features(X)
+    for net in (nn.Sequential(nn.Linear(4, 3), nn.LogSoftmax(dim=1)), nn.Sequential(nn.Linear(4, 3), nn.Softmax(dim=1)),
+                nn.Sequential(nn.Linear(4, 1), nn.Sigmoid())):
+        clf = TorchClassifier(net.eval())
+        np.testing.assert_allclose(clf.features(X), X.astype(np.float64), rtol=1e-6)

@@ -101,6 +101,7 @@ class TorchClassifier(ClassifierAdapter):
         def grab(_module: nn.Module, args: tuple) -> None:
             captured.append(args[0].detach().reshape(args[0].shape[0], -1).to("cpu", torch.float64))
 
+        head_outputs: list[torch.Tensor] = []
         dtype = self.head.weight.dtype
         handles = [self.head.register_forward_pre_hook(grab)]
         if not self._head_checked:
@@ -109,12 +110,15 @@ class TorchClassifier(ClassifierAdapter):
                 for m in self.net.modules()
                 if isinstance(m, nn.Linear)
             ]
+            handles.append(self.head.register_forward_hook(lambda _m, _a, out: head_outputs.append(out)))
         try:
             with torch.no_grad():
                 for batch in _iterate_batches(X, self.batch_size, self.show_progress):
-                    self._forward(_to_device(batch, self.device, dtype))
+                    output = self._forward(_to_device(batch, self.device, dtype))
                     if not self._head_checked:
                         self._check_head_is_last(order)
+                        self._check_output_is_head(output, head_outputs[-1])
+                        self._head_checked = True
         finally:
             for h in handles:
                 h.remove()
@@ -127,10 +131,10 @@ class TorchClassifier(ClassifierAdapter):
             raise ModelError("The network produced NaN or infinite features; check the inputs and the weights.")
         return phi
 
-    def _forward(self, batch: Any) -> None:
-        """Run ``net`` on one batch; a shape or dtype mismatch is reported as a bad ``X``."""
+    def _forward(self, batch: Any) -> Any:
+        """Run ``net`` on one batch and return its output; a shape or dtype mismatch is reported as a bad ``X``."""
         try:
-            self.net(batch)
+            return self.net(batch)
         except torch.OutOfMemoryError:
             raise
         except RuntimeError as exc:
@@ -146,7 +150,28 @@ class TorchClassifier(ClassifierAdapter):
                 f"The last nn.Linear applied in forward is `{names.get(order[-1])}`, not `{self.head_name}`; "
                 f"pass head='{names.get(order[-1])}' (or the name of the layer whose output is the logits)."
             )
-        self._head_checked = True
+
+    def _check_output_is_head(self, output: Any, head_output: torch.Tensor) -> None:
+        """Refuse a net whose output is a non-linear function of the head's logits other than (log-)softmax/sigmoid.
+
+        Every method decomposes the head's logits ``z``. A net that returns ``z``, ``softmax(z)``,
+        ``log_softmax(z)`` or ``sigmoid(z)`` predicts from ``z``, so the decomposition describes it; a
+        ReLU, a scaling or any other layer after the head does not. Outputs that are not a tensor of
+        ``z``'s size (tuples, dicts) are not checked.
+        """
+        if not isinstance(output, torch.Tensor) or output.numel() != head_output.numel():
+            return
+        z = head_output.reshape(output.shape[0], -1).to(torch.float64)
+        got = output.reshape(output.shape[0], -1).to(torch.float64)
+        readings = [z, torch.softmax(z, dim=1), torch.log_softmax(z, dim=1)] if z.shape[1] > 1 else [z, torch.sigmoid(z)]
+        if any(torch.allclose(got, r, rtol=1e-4, atol=1e-5) for r in readings):
+            return
+        raise ModelError(
+            f"The network's output is not its head `{self.head_name}`'s logits (nor their softmax, log-softmax or "
+            f"sigmoid): a layer after the head transforms them (largest difference {float((got - z).abs().max()):.3g}), so "
+            "a linear decomposition of the head would not describe the network. Remove the layer after the head, "
+            "or pass head= the last linear layer whose output the network returns."
+        )
 
 
 def _resolve_head(net: nn.Module, head: str | None) -> tuple[str, nn.Linear]:
