@@ -65,7 +65,9 @@ from ..zoo import SmallCNN, train_classifier
 from .corruption import DEFAULT_SUPERCLASS_PAIRS, add_mark, bernoulli_flip_labels, mark_class, superclass_labels
 from .cost import measure
 from .explanation_metrics import domain_mismatch, identical_class, identical_subclass
+from .german_credit import run_lje_suite
 from .metrics import corruption_mask, label_poisoning_auc
+from .suites import run_head_suite, torch_threads
 
 SUITES: tuple[str, ...] = ("dualview", "rps", "lje", "relatif", "all")
 #: The suites ``"all"`` runs, each into its own sub-folder of ``out_dir``.
@@ -317,16 +319,10 @@ def run_suite(
     if suite == "all":
         return _run_all(dataset, methods, Path(out_dir), **options)
     if suite == "lje":
-        from .german_credit import run_lje_suite
-
         return run_lje_suite(Path(out_dir), quick=quick, seed=int(seed), show_progress=show_progress)
     config = replace(QUICK if quick else SuiteConfig(), seed=int(seed))
     if suite in ("rps", "relatif"):
-        from .suites import run_head_suite
-
         return run_head_suite(suite, _load_dataset(dataset, config), dataset, Path(out_dir), quick=quick, seed=int(seed))
-    from .suites import torch_threads
-
     with torch_threads(QUICK_TORCH_THREADS if quick else None):
         return _run_dualview(suite, dataset, methods, Path(out_dir), config, quick=quick, cache_dir=cache_dir, show_progress=show_progress)
 

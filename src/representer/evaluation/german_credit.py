@@ -40,7 +40,13 @@ from typing import Any
 
 import numpy as np
 
+from ..datasets import load_german_credit
 from ..errors import InputError
+from ..methods import RPSL2, RPSLJE, DualView, InfluenceFunction, RandomAttribution, RelatIF
+from ..models import Features, TreeEnsemble, predicted_class
+from .corruption import flip_labels
+from .protocols import data_debugging_curve, order_by_score
+from .suites import torch_threads
 
 FRACTIONS: tuple[float, ...] = tuple(float(f) for f in np.round(np.arange(0, 21) * 0.05, 2))
 QUICK_FRACTIONS: tuple[float, ...] = (0.0, 0.05, 0.10, 0.20, 0.25, 0.30, 0.50, 0.75, 1.0)
@@ -78,7 +84,6 @@ def make_xgboost(seed: int) -> Any:
 
 
 def _self_influence_order(explainer_factory: Callable, X: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
-    from .protocols import order_by_score
 
     return order_by_score(explainer_factory().fit(X, y).self_influence(), seed=seed)
 
@@ -88,7 +93,6 @@ def _cleanlab_order(X: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
     from cleanlab.rank import get_label_quality_scores
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    from .protocols import order_by_score
 
     folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
     probs = cross_val_predict(make_xgboost(9999 + seed), X, y, cv=folds, method="predict_proba")
@@ -100,9 +104,6 @@ def _cleanlab_order(X: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
 
 def rankings(model: Any, X: np.ndarray, y_noisy: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     """Each method of :data:`RETRAINED`'s order of the training points, most suspicious first."""
-    from ..methods import RPSLJE, DualView, InfluenceFunction, RandomAttribution, RelatIF
-    from ..models import TreeEnsemble
-    from .protocols import order_by_score
 
     margins, paper = TreeEnsemble(model, "margins"), TreeEnsemble(model, "paper")
     own_label_prob = model.predict_proba(X)[np.arange(y_noisy.size), y_noisy]
@@ -123,9 +124,6 @@ def rankings(model: Any, X: np.ndarray, y_noisy: np.ndarray, seed: int) -> dict[
 
 def rps_l2_on_trees(model: Any, X: np.ndarray, y_noisy: np.ndarray, X_test: np.ndarray, seed: int) -> dict[str, tuple[np.ndarray, float]]:
     """RPS-L2 through a ``Features`` adapter (the raw head of the booster): its order and test prediction agreement."""
-    from ..methods import RPSL2
-    from ..models import Features, TreeEnsemble, predicted_class
-    from .protocols import order_by_score
 
     out = {}
     for name, kind in (("RPS-L2 (margins)", "margins"), ("RPS-L2 (leaves)", "leaves")):
@@ -141,18 +139,12 @@ def rps_l2_on_trees(model: Any, X: np.ndarray, y_noisy: np.ndarray, X_test: np.n
 def one_repeat(repeat: int, smote: bool = False, fractions: Sequence[float] = FRACTIONS) -> dict[str, Any]:
     """Everything for one seed (one torch thread): the curves of every method (lists), LJE and RPS-L2 test
     prediction agreement."""
-    from .suites import torch_threads
 
     with torch_threads(1):
         return _one_repeat(repeat, smote, fractions)
 
 
 def _one_repeat(repeat: int, smote: bool, fractions: Sequence[float]) -> dict[str, Any]:
-    from ..datasets import load_german_credit
-    from ..methods import RPSLJE
-    from ..models import TreeEnsemble
-    from .corruption import flip_labels
-    from .protocols import data_debugging_curve
 
     data = load_german_credit()
     X, y = data.X_train.to_numpy(), np.asarray(data.y_train)
