@@ -209,10 +209,13 @@ def test_test_factors_slice_and_take():
     assert sliced.m == 3 and torch.equal(sliced.sign, test.sign[2:5])
 
 
-def test_candidate_pool_compaction_keeps_the_extremes(monkeypatch):
-    monkeypatch.setattr("representer.engine.scoring._POOL_WIDTH", 8)
+@pytest.mark.parametrize("block_size", [23, 150, 500], ids=["tail-groups-only", "full-and-tail-groups", "one-block"])
+@pytest.mark.parametrize("k", [1, 4, 70])
+def test_candidate_pool_compaction_keeps_the_extremes(monkeypatch, block_size, k):
+    """The pool is cut back to the k best column groups after every block; the extremes survive (ties everywhere)."""
+    monkeypatch.setattr("representer.engine.scoring._POOL_GROUPS", 1)
     kernel, test, expected = _coefficient_problem(n=500, integer=True)
-    _check_top_k(top_k(kernel, test, 4, _options(3, 23)), expected, 4)
+    _check_top_k(top_k(kernel, test, k, _options(block_size, 7)), expected, k)
 
 
 # ------------------------------------------------------------------ GradientKernel: both intermediates

@@ -6,6 +6,7 @@ from .kernels import (
     CoefficientKernel,
     GradientKernel,
     KroneckerKernel,
+    SumKernel,
     TestFactors,
 )
 from .scoring import EngineOptions, dense, stream_blocks, top_k
@@ -17,6 +18,7 @@ __all__ = [
     "EngineOptions",
     "GradientKernel",
     "KroneckerKernel",
+    "SumKernel",
     "TestFactors",
     "dense",
     "stream_blocks",

@@ -29,8 +29,10 @@ Tensor = torch.Tensor
 
 #: Runs of one output shorter than this on average are scaled by gathered coefficients instead.
 _MIN_RUN = 8
-#: Floats of the intermediate a :class:`GradientKernel` holds at once (gradient rows or projections).
-_GRADIENT_CHUNK_FLOATS = 1 << 22
+#: Floats of the intermediate a :class:`GradientKernel` holds at once (gradient rows or projections):
+#: 64 MiB in float32, so that a wide layer (200k entries per gradient) still gets ~80 training rows per
+#: GEMM, which keeps it near full speed (a GEMM of 20 rows runs at about half speed).
+_GRADIENT_CHUNK_FLOATS = 1 << 24
 
 
 def _move(tensor: Tensor, device: torch.device, dtype: torch.dtype) -> Tensor:
@@ -243,3 +245,54 @@ class KroneckerKernel(BilinearKernel):
 
     def raw_block(self, test: TestFactors, start: int, stop: int) -> Tensor:
         return (test.tensors["a"] @ self.x[start:stop].T) * (test.tensors["s"] @ self.r[start:stop].T)
+
+    def _raw_block_into(self, test: TestFactors, start: int, stop: int, out: Tensor) -> Tensor:
+        torch.mm(test.tensors["a"], self.x[start:stop].T, out=out)
+        return out.mul_(test.tensors["s"] @ self.r[start:stop].T)
+
+
+@dataclass
+class SumKernel(BilinearKernel):
+    """``a(t, i) = Σ_j a_j(t, i) · s_i``: a sum of part kernels over the same ``n`` training points.
+
+    Part ``j`` reads the test tensors whose names start with ``"j."`` (prefix removed), so parts of
+    different kinds share one :class:`TestFactors` — e.g. the layers of a network's factored
+    per-example gradients (:mod:`representer.fullmodel.factored`): Kronecker parts for rank-one
+    layer gradients, dense inner products for the rest. The parts' own ``scale`` is ignored; the
+    sum's ``scale`` applies to the total.
+    """
+
+    parts: list[BilinearKernel]
+    scale: Tensor | None = None
+
+    @property
+    def n(self) -> int:
+        return self.parts[0].n
+
+    def tensors(self) -> dict[str, Tensor]:
+        return {f"{j}.{name}": value for j, part in enumerate(self.parts) for name, value in part.tensors().items()}
+
+    def _part_test(self, test: TestFactors, j: int) -> TestFactors:
+        prefix = f"{j}."
+        tensors = {name[len(prefix) :]: value for name, value in test.tensors.items() if name.startswith(prefix)}
+        return TestFactors(tensors, test.out, test.sign)
+
+    def raw_block(self, test: TestFactors, start: int, stop: int) -> Tensor:
+        first = self.parts[0].raw_block(self._part_test(test, 0), start, stop)
+        return self._add_rest(test, start, stop, first)
+
+    def _raw_block_into(self, test: TestFactors, start: int, stop: int, out: Tensor) -> Tensor:
+        first = self.parts[0]._raw_block_into(self._part_test(test, 0), start, stop, out)
+        return self._add_rest(test, start, stop, first)
+
+    def _add_rest(self, test: TestFactors, start: int, stop: int, total: Tensor) -> Tensor:
+        for j in range(1, len(self.parts)):
+            total += self.parts[j].raw_block(self._part_test(test, j), start, stop)
+        return total
+
+    def to(self, device: torch.device, dtype: torch.dtype) -> "SumKernel":
+        for part in self.parts:
+            part.to(device, dtype)
+        if self.scale is not None:
+            self.scale = _move(self.scale, device, dtype)
+        return self
