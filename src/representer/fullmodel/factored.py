@@ -111,6 +111,35 @@ class GradientBlock:
             part.slot.write(out, self.matrices(j))
         return out
 
+    def _matrix_rows(self, j: int, r0: int, r1: int) -> Tensor:
+        """Rows ``r0:r1`` of the ``(b, out, in')`` matrices of layer part ``j``."""
+        part, ts = self.parts[j], self.tensors[j]
+        if part.kind == "outer":
+            return ts[0][:, r0:r1].unsqueeze(2) * ts[1].unsqueeze(1)
+        return ts[0].reshape(self.b, part.slot.out_features, -1)[:, r0:r1]
+
+    def flat_columns(self, c0: int, c1: int) -> Tensor:
+        """Columns ``c0:c1`` of the flat ``(b, P)`` gradients, built from the parts that overlap them only."""
+        if len(self.parts) == 1 and self.parts[0].slot is None:
+            return self.tensors[0][0][:, c0:c1]
+        ref = self.tensors[0][0]
+        out = torch.zeros(self.b, c1 - c0, dtype=ref.dtype, device=ref.device)
+        for j, part in enumerate(self.parts):
+            slot = part.slot
+            cols = slot.in_features - (slot.bias is not None)
+            lo, hi = max(c0, slot.weight.start), min(c1, slot.weight.stop)
+            if lo < hi:
+                r0, r1 = (lo - slot.weight.start) // cols, (hi - 1 - slot.weight.start) // cols + 1
+                rows = self._matrix_rows(j, r0, r1)[:, :, :cols].reshape(self.b, -1)
+                first = slot.weight.start + r0 * cols
+                out[:, lo - c0 : hi - c0] = rows[:, lo - first : hi - first]
+            if slot.bias is not None:
+                lo, hi = max(c0, slot.bias.start), min(c1, slot.bias.stop)
+                if lo < hi:
+                    r0, r1 = lo - slot.bias.start, hi - slot.bias.start
+                    out[:, lo - c0 : hi - c0] = self._matrix_rows(j, r0, r1)[:, :, -1]
+        return out
+
     def row_chunks(self) -> Iterable[tuple[int, "GradientBlock"]]:
         """``(start, rows)`` sub-blocks whose dense form holds at most :data:`FLAT_CHUNK_FLOATS` floats."""
         rows = max(1, FLAT_CHUNK_FLOATS // max(self.n_params, 1))

@@ -207,7 +207,8 @@ class _FullModelExplainer(Explainer):
         projector = self.projector()
         if projector is None:
             return block
-        return GradientBlock.from_rows(torch.cat([projector.project(flat) for _, flat in block.flat_chunks()]), "projected")
+        ref = block.tensors[0][0]
+        return GradientBlock.from_rows(projector.project_columns(block.flat_columns, block.b, ref.dtype, ref.device), "projected")
 
     def _store_block(self, start: int, block: GradientBlock, copy: int = 0) -> GradientBlock:
         """Project (if so chosen) and store one block of training gradients; returns what was stored."""
