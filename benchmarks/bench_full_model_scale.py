@@ -47,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from peers import DATTRI_TRACIN, KRONFLUENCE_TASK
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_PARTS = {"mlp10k": ("mlp", 10_000), "mlp60k": ("mlp", 60_000), "cnn60k": ("cnn", 60_000)}
@@ -87,27 +88,14 @@ t2 = time.perf_counter()
 report(t1 - t0, t2 - t1, scores, damping=ex.fit_report_["damping"], store_mb=ex.fit_report_["store_bytes"] / 2**20)
 """
 
-KRONFLUENCE = """
+KRONFLUENCE = KRONFLUENCE_TASK + """
 name = "{name}"
 import copy, logging, tempfile, warnings
 logging.disable(logging.WARNING)
 warnings.filterwarnings("ignore")
-import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 from kronfluence.analyzer import Analyzer, prepare_model
 from kronfluence.arguments import FactorArguments, ScoreArguments
-from kronfluence.task import Task
-class Classification(Task):
-    def compute_train_loss(self, batch, model, sample=False):
-        x, y = batch
-        z = model(x)
-        if sample:
-            with torch.no_grad():
-                y = torch.multinomial(torch.softmax(z, -1), 1).flatten()
-        return F.cross_entropy(z, y, reduction="sum")
-    def compute_measurement(self, batch, model):
-        x, y = batch
-        return F.cross_entropy(model(x), y, reduction="sum")
 t0 = time.perf_counter()
 task = Classification()
 model = prepare_model(copy.deepcopy(net), task)
@@ -160,21 +148,8 @@ np.save(f"{{work}}/{{part}}-{{name}}-self.npy", self_influence)
 report(t1 - t0, t2 - t1, scores)
 """
 
-DATTRI = """
+DATTRI = DATTRI_TRACIN + """
 name = "{name}"
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
-from dattri.task import AttributionTask
-from dattri.algorithm.tracin import TracInAttributor
-def loss(params, data):
-    x, y = data
-    z = torch.func.functional_call(net, params, (x.unsqueeze(0),))
-    return nn.functional.cross_entropy(z, y.unsqueeze(0))
-t0 = time.perf_counter()
-task = AttributionTask(loss_func=loss, model=net, checkpoints=net.state_dict())
-attributor = TracInAttributor(task, weight_list=torch.ones(1), normalized_grad=False)
-train = DataLoader(TensorDataset(torch.as_tensor(Xtr), torch.as_tensor(ytr)), batch_size=256)
-test = DataLoader(TensorDataset(torch.as_tensor(Xte), torch.as_tensor(pred)), batch_size=256)
 t1 = time.perf_counter()
 scores = attributor.attribute(train, test).T.numpy()
 t2 = time.perf_counter()
