@@ -198,3 +198,27 @@ def test_flat_columns_of_factored_gradients_equal_the_dense_rows(digits_cnn):
     rng = np.random.default_rng(0)
     for c0, c1 in [(0, dense.shape[1]), *np.sort(rng.integers(0, dense.shape[1] + 1, (40, 2)), axis=1)]:
         np.testing.assert_array_equal(block.flat_columns(int(c0), int(c1)), dense[:, c0:c1])
+
+
+def test_save_and_load_factored_and_projected_stores(tmp_path, digits_mlp):
+    """The part layout travels in fit_report_; a loaded explainer rebuilds the same kernel (TracIn over two checkpoints, SIM-rp)."""
+    net, X, y, Xt = digits_mlp
+    early = {k: v * 0.9 for k, v in net.state_dict().items()}
+    for name, ex in {
+        "tracin": TracInCP(net, **F64).fit(X, y, checkpoints=[early, net.state_dict()], learning_rates=[0.5, 1.0]),
+        "sim_rp": FullModelSimilarity(net, projection_dim=32, **F64).fit(X, y),
+    }.items():
+        loaded = rp.load(ex.save(tmp_path / name), net)
+        np.testing.assert_array_equal(loaded.attribute(Xt), ex.attribute(Xt))
+        np.testing.assert_array_equal(loaded.self_influence(), ex.self_influence())
+
+
+def test_row_count_mismatch_is_refused_before_any_work(digits_mlp):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    net, X, y, _ = digits_mlp
+    with pytest.raises(rp.errors.InputError, match="`y`"):
+        TracInCP(net, **F64).fit(X, y[:-3], checkpoints=[net.state_dict()], learning_rates=[1.0])
+    loader = DataLoader(TensorDataset(torch.as_tensor(X), torch.as_tensor(y)), batch_size=32)
+    with pytest.raises(rp.errors.InputError, match="more than 100 rows"):
+        FullModelSimilarity(net, **F64).fit(loader, y[:100])

@@ -212,6 +212,8 @@ class LabelledData:
         start = 0
         for batch in _iterate_batches(self.X, self.batch_size, False):
             b = _batch_length(batch)
+            if start + b > self.n:
+                raise InputError(f"`X` has more than {self.n} rows but `y` has {self.n} labels; pass one label per row.")
             yield batch, self.y[start : start + b]
             start += b
         if start != self.n:

@@ -218,6 +218,10 @@ class _FullModelExplainer(Explainer):
             self._store_cache = GradientStore.empty(stored.parts * self._copies, self.y_.shape[0], self._store_dtype())
             self.fit_report_["gradient_parts"] = [p.describe() for p in self._store_cache.parts]
             self.fit_report_["store_bytes"] = self._store_cache.nbytes
+            self.fit_report_["store_dtype"] = (
+                f"{self._store_dtype().name} (the engine's dtype; gradients and solves in {self.compute_dtype}, "
+                "float32 storage agrees with float64 to 1e-5 relative)"
+            )
         else:
             stored = self._project(block)
         self._store_cache.put(start, stored, first_part=copy * len(stored.parts))
@@ -493,6 +497,11 @@ class FullModelInfluence(_FullModelExplainer):
         if self.hessian == "ekfac":
             layers = self._fit_ekfac(self._data)
             self.fit_report_["ekfac_layers"] = [layer.module_name for layer in layers]
+            samples = self.ekfac_samples
+            self.fit_report_["ekfac_fisher"] = (
+                "the exact expectation over the K classes (the Gauss–Newton matrix)" if samples is None
+                else f"{int(samples)} label(s) per example sampled from the model (an unbiased estimate)"
+            )
             for j, layer in enumerate(layers):
                 for part in ("q_s", "q_a", "eigenvalues"):
                     setattr(self, f"ekfac{j}_{part}_", getattr(layer, part).cpu().numpy())
