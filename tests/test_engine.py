@@ -15,6 +15,7 @@ from representer.engine import (
     EngineOptions,
     GradientKernel,
     KroneckerKernel,
+    LowRankGradientKernel,
     TestFactors as Factors,
     dense,
     stream_blocks,
@@ -224,6 +225,23 @@ def _einsum_gradient_scores(x, r, u):
     m, k, d = u.shape
     projected = (x @ u.reshape(m * k, d).T).reshape(x.shape[0], m, k)
     return torch.einsum("bmk,bk->mb", projected, r)
+
+
+@pytest.mark.parametrize("chunk_floats", [1 << 22, 50], ids=["one-chunk", "many-chunks"])
+def test_low_rank_gradient_kernel_is_the_gradient_kernel_of_the_summed_factors(monkeypatch, chunk_floats):
+    """``Σ_k (s_tk·r_i)(a_tk·x_i)`` equals the GradientKernel of ``U_t = Σ_k s_tk a_tkᵀ``, blocks and dense output alike."""
+    monkeypatch.setattr("representer.engine.kernels._GRADIENT_CHUNK_FLOATS", chunk_floats)
+    g = _rng(7)
+    n, m, rank, k_out, d = 301, 11, 3, 5, 8
+    x, r = torch.randn(n, d, generator=g, dtype=F64), torch.randn(n, k_out, generator=g, dtype=F64)
+    s, a = torch.randn(m, rank, k_out, generator=g, dtype=F64), torch.randn(m, rank, d, generator=g, dtype=F64)
+    out, sign = torch.zeros(m, dtype=torch.long), torch.ones(m, dtype=F64)
+    low = LowRankGradientKernel(x=x, r=r)
+    full = GradientKernel(x=x, r=r)
+    u = torch.einsum("mko,mki->moi", s, a)
+    expected = dense(full, Factors({"u": u}, out, sign), _options(64, 4))
+    np.testing.assert_allclose(dense(low, Factors({"s": s, "a": a}, out, sign), _options(64, 4)), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(expected, torch.einsum("moi,no,ni->mn", u, r, x).numpy(), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("m, d", [(40, 9), (3, 17)], ids=["gradient-rows", "projections"])

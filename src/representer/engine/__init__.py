@@ -6,6 +6,7 @@ from .kernels import (
     CoefficientKernel,
     GradientKernel,
     KroneckerKernel,
+    LowRankGradientKernel,
     SumKernel,
     TestFactors,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "EngineOptions",
     "GradientKernel",
     "KroneckerKernel",
+    "LowRankGradientKernel",
     "SumKernel",
     "TestFactors",
     "dense",

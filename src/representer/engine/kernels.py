@@ -252,6 +252,44 @@ class KroneckerKernel(BilinearKernel):
 
 
 @dataclass
+class LowRankGradientKernel(BilinearKernel):
+    """``a(t, i) = ⟨U_t, r_i ⊗ x_i⟩`` for a test-side matrix of rank ``R`` given by its factors, ``U_t = Σ_k s_tk a_tkᵀ``.
+
+    Test side ``s`` ``(m, R, K)`` and ``a`` ``(m, R, D)``: the score is ``Σ_k (s_tk·r_i)(a_tk·x_i)``, a sum of
+    ``R`` :class:`KroneckerKernel` s over the same training factors — ``R·(K + D)`` multiply-adds per
+    pair instead of the ``K·D`` of :class:`GradientKernel` (EK-FAC influence of rank-one layer gradients,
+    whose damped inverse eigenvalues ``1/(E + λ)`` have low numerical rank). A block is two GEMMs with
+    ``m·R`` rows per chunk of training rows, at most ``_GRADIENT_CHUNK_FLOATS`` floats of each.
+    """
+
+    x: Tensor
+    r: Tensor
+    scale: Tensor | None = None
+
+    @property
+    def n(self) -> int:
+        return int(self.x.shape[0])
+
+    def tensors(self) -> dict[str, Tensor]:
+        return {"x": self.x, "r": self.r}
+
+    def raw_block(self, test: TestFactors, start: int, stop: int) -> Tensor:
+        s = test.tensors["s"]
+        return self._raw_block_into(test, start, stop, torch.empty(s.shape[0], stop - start, dtype=s.dtype, device=s.device))
+
+    def _raw_block_into(self, test: TestFactors, start: int, stop: int, out: Tensor) -> Tensor:
+        s, a = test.tensors["s"], test.tensors["a"]
+        m, rank, _ = s.shape
+        s_rows, a_rows = s.reshape(m * rank, -1), a.reshape(m * rank, -1)
+        cols = max(1, _GRADIENT_CHUNK_FLOATS // (m * rank))
+        for c0 in range(start, stop, cols):
+            c1 = min(c0 + cols, stop)
+            products = (s_rows @ self.r[c0:c1].T).mul_(a_rows @ self.x[c0:c1].T)
+            out[:, c0 - start : c1 - start] = products.view(m, rank, c1 - c0).sum(dim=1)
+        return out
+
+
+@dataclass
 class SumKernel(BilinearKernel):
     """``a(t, i) = Σ_j a_j(t, i) · s_i``: a sum of part kernels over the same ``n`` training points.
 

@@ -185,11 +185,14 @@ def part_prefixes(n_parts: int) -> list[str]:
     return [""] if n_parts == 1 else [f"{j}." for j in range(n_parts)]
 
 
-def solved_tensors(parts: tuple[Part, ...], solved: list[Tensor], prefixes: list[str]) -> dict[str, Tensor]:
-    """Test-side tensors of a solved vector, one tensor per part: ``u`` ``(b, out, in')`` for outer parts, ``x`` else."""
+def solved_tensors(parts: tuple[Part, ...], solved: list, prefixes: list[str]) -> dict[str, Tensor]:
+    """Test-side tensors of a solved vector per part: ``u`` ``(b, out, in')`` for outer parts, ``x`` else;
+    a part given as the factors ``(s, a)`` of a low-rank matrix keeps them (``s`` ``(b, r, out)``, ``a`` ``(b, r, in')``)."""
     out = {}
     for prefix, part, u in zip(prefixes, parts, solved):
-        if part.kind == "outer":
+        if isinstance(u, tuple):
+            out[prefix + "s"], out[prefix + "a"] = u
+        elif part.kind == "outer":
             out[prefix + "u"] = u.reshape(u.shape[0], part.slot.out_features, -1)
         else:
             out[prefix + "x"] = u.reshape(u.shape[0], -1)

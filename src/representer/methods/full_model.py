@@ -56,10 +56,19 @@ from torch.utils.data import DataLoader
 
 from .._progress import progress_bar
 from .._validation import as_labels, check_positive
-from ..engine import BilinearKernel, CoefficientKernel, EngineOptions, GradientKernel, KroneckerKernel, SumKernel, TestFactors
+from ..engine import (
+    BilinearKernel,
+    CoefficientKernel,
+    EngineOptions,
+    GradientKernel,
+    KroneckerKernel,
+    LowRankGradientKernel,
+    SumKernel,
+    TestFactors,
+)
 from ..errors import InputError, ModelError, StaleStateError
 from ..fullmodel.curvature import Curvature, CurvatureKind, power_iteration
-from ..fullmodel.ekfac import EKFACInverse, LayerFactors, fit_ekfac, largest_eigenvalue
+from ..fullmodel.ekfac import LOW_RANK_TOL, EKFACInverse, LayerFactors, fit_ekfac, largest_eigenvalue
 from ..fullmodel.factored import GradientBlock, GradientStore, Part, join_flat, part_prefixes, solved_tensors
 from ..fullmodel.ihvp import ConjugateGradient, ExactInverse, IdentityInverse, InverseCurvature, LiSSA
 from ..fullmodel.layers import layer_slots
@@ -247,14 +256,18 @@ class _FullModelExplainer(Explainer):
         for name, array in self._store_cache.named_arrays().items():
             setattr(self, name, array)
 
-    def _kernel(self, *, solved: bool, scale: np.ndarray | None = None) -> BilinearKernel:
-        """The engine kernel over the store: a dense (solved) test side for rank-one parts when ``solved``."""
+    def _kernel(self, *, solved: bool, scale: np.ndarray | None = None, low_rank: frozenset[int] = frozenset()) -> BilinearKernel:
+        """The engine kernel over the store: a dense (solved) test side for rank-one parts when ``solved``,
+        a low-rank one for the parts in ``low_rank``, the factors of the test gradient otherwise."""
         kernels: list[BilinearKernel] = []
         store = self.store()
-        for part, arrays in zip(store.parts, store.arrays):
+        for j, (part, arrays) in enumerate(zip(store.parts, store.arrays)):
             if part.kind == "outer":
                 r, x = (torch.as_tensor(a) for a in arrays)
-                kernels.append(GradientKernel(x=x, r=r) if solved else KroneckerKernel(x=x, r=r))
+                if j in low_rank:
+                    kernels.append(LowRankGradientKernel(x=x, r=r))
+                else:
+                    kernels.append(GradientKernel(x=x, r=r) if solved else KroneckerKernel(x=x, r=r))
             else:
                 x = torch.as_tensor(arrays[0])
                 kernels.append(CoefficientKernel(x=x, coef=torch.ones(x.shape[0], 1, dtype=x.dtype)))
@@ -489,6 +502,14 @@ class FullModelInfluence(_FullModelExplainer):
                 "denominators": "ekfac" if forms_backend is not self._inverse_cache else "backend",
             }
         )
+        if self.hessian == "ekfac":
+            self.fit_report_["ekfac_scoring"] = {
+                layer.module_name: (
+                    "dense" if (f := self._inverse_cache.low_rank(layer.module_name)) is None
+                    else f"rank {f[0].shape[1]} (1/(E + λ) to {LOW_RANK_TOL:g} relative Frobenius error)"
+                )
+                for layer in self._inverse_cache.layers
+            }
 
     def _fit_curvature(self) -> Any:
         """What the backend needs before the damping is known: EK-FAC factors, the dense matrix or a product operator."""
@@ -589,6 +610,9 @@ class FullModelInfluence(_FullModelExplainer):
     def inverse(self) -> InverseCurvature:
         """The fitted inverse-curvature backend (rebuilt from the saved arrays after :func:`~representer.load`)."""
         self._check_fitted()
+        return self._fitted_inverse()
+
+    def _fitted_inverse(self) -> InverseCurvature:
         if getattr(self, "_inverse_cache", None) is None:
             self._inverse_cache = self._restore_inverse(float(self.fit_report_["damping"]))
         return self._inverse_cache
@@ -612,9 +636,17 @@ class FullModelInfluence(_FullModelExplainer):
     def _train_scale(self) -> np.ndarray | None:
         return None
 
+    def _low_rank_parts(self) -> frozenset[int]:
+        """Rank-one parts scored through the low-rank ``1/(E + λ)`` of their layer (EK-FAC, unprojected)."""
+        if self.hessian != "ekfac" or self.fit_report_.get("projection_dim") is not None:
+            return frozenset()
+        inverse = self._fitted_inverse()
+        parts = self.store().parts
+        return frozenset(j for j, p in enumerate(parts) if p.kind == "outer" and inverse.low_rank(p.slot.module_name) is not None)
+
     def _build_kernel(self) -> BilinearKernel:
         solved = self.hessian != "identity" and self.fit_report_.get("projection_dim") is None
-        return self._kernel(solved=solved, scale=self._train_scale())
+        return self._kernel(solved=solved, scale=self._train_scale(), low_rank=self._low_rank_parts())
 
     def _test_factors(self, data: LabelledData, rows: _TestRows) -> None:
         inverse = self.inverse()
@@ -625,7 +657,7 @@ class FullModelInfluence(_FullModelExplainer):
                 rows.put(start, self._dot_tensors(block))
                 continue
             for offset, chunk in block.row_chunks():
-                solved = inverse.solve_block(chunk)
+                solved = inverse.solve_block(chunk, low_rank=True) if self.hessian == "ekfac" and projector is None else inverse.solve_block(chunk)
                 if projector is None:
                     rows.put(start + offset, solved_tensors(chunk.parts, solved, prefixes))
                 else:
