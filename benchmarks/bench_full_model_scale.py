@@ -8,8 +8,9 @@ Parts (choose with ``--parts``; each column runs in its own process, so its peak
     gradients and solves, float32 store), ours with ``compute_dtype="float32"``, and kronfluence's
     EK-FAC (one sampled label per example, float32) at **the same damping** (ours' auto value), all
     queries in one batch; Spearman of each with ours-default on the first 100 queries;
-  - TracIn on the last layer (one checkpoint): ours ``TracInCP(params=["classifier"])`` vs captum's
-    ``TracInCPFast`` — "fit" is fit + self-influence of every training point, "score" the dense
+  - TracIn on the last layer (one checkpoint, batches of 4,096 for both): ours
+    ``TracInCP(params=["classifier"])`` (float64 default and float32) vs captum's ``TracInCPFast`` —
+    "fit" is fit + self-influence of every training point, "score" the dense
     ``queries × train`` matrix; captum's score omits the head's bias (it is ``‖δ‖²‖a‖²``), so the
     agreement line compares it with ours minus the bias term;
   - (``mlp10k`` only) TracIn over all parameters with a 512-d Gaussian projection: ours vs dattri's
@@ -57,6 +58,8 @@ from peers import DATTRI_TRACIN, KRONFLUENCE_TASK
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_PARTS = {"mlp10k": ("mlp", 10_000), "mlp60k": ("mlp", 60_000), "cnn60k": ("cnn", 60_000)}
+#: Batch of both last-layer TracIn columns (captum's fastest; ours through ``TorchClassifier(batch_size=)``).
+CAPTUM_BATCH = 4096
 #: Queries of the memory column: ours with its defaults, fit and the test side of 1,000 queries plus
 #: the first block of scores (the steady state of scoring repeats it), timed for the fit only.
 MEMORY_QUERIES = 1000
@@ -136,7 +139,9 @@ OURS_TRACIN = """
 name = "{name}"
 from representer.methods.full_model import TracInCP
 t0 = time.perf_counter()
-ex = TracInCP(net, params={params!r}, projection_dim={projection!r}, compute_dtype="{dtype}", progress=False)
+from representer import TorchClassifier
+model = TorchClassifier(net, batch_size={batch}) if {batch} else net
+ex = TracInCP(model, params={params!r}, projection_dim={projection!r}, compute_dtype="{dtype}", progress=False)
 ex.fit(Xtr, ytr, checkpoints=[net.state_dict()], learning_rates=[1.0])
 self_influence = ex.self_influence()
 t1 = time.perf_counter()
@@ -159,7 +164,7 @@ def load_checkpoint(module, path):
     return 1.0
 t0 = time.perf_counter()
 tracin = TracInCPFast(net, net.classifier, TensorDataset(torch.as_tensor(Xtr), torch.as_tensor(ytr)), [checkpoint],
-                      load_checkpoint, loss_fn=torch.nn.CrossEntropyLoss(reduction="sum"), batch_size=4096)
+                      load_checkpoint, loss_fn=torch.nn.CrossEntropyLoss(reduction="sum"), batch_size={batch})
 self_influence = tracin.self_influence(show_progress=False).numpy()
 t1 = time.perf_counter()
 scores = tracin.influence((torch.as_tensor(Xte), torch.as_tensor(pred)), k=None).numpy()
@@ -254,15 +259,15 @@ def columns(part: str, results: dict) -> list[tuple[str, str]]:
     ]
     if part.startswith("mlp"):
         cols += [
-            ("ours-tracin-head", OURS_TRACIN.format(name="ours-tracin-head", params=["classifier"], projection=None, dtype="float64")),
-            ("ours-tracin-head-f32", OURS_TRACIN.format(name="ours-tracin-head-f32", params=["classifier"], projection=None, dtype="float32")),
-            ("captum-tracincpfast", CAPTUM.format(name="captum-tracincpfast")),
+            ("ours-tracin-head", OURS_TRACIN.format(name="ours-tracin-head", params=["classifier"], projection=None, dtype="float64", batch=CAPTUM_BATCH)),
+            ("ours-tracin-head-f32", OURS_TRACIN.format(name="ours-tracin-head-f32", params=["classifier"], projection=None, dtype="float32", batch=CAPTUM_BATCH)),
+            ("captum-tracincpfast", CAPTUM.format(name="captum-tracincpfast", batch=CAPTUM_BATCH)),
         ]
     if part.endswith("60k"):
         cols.append(("ours-ekfac-memory", OURS_MEMORY.format(name="ours-ekfac-memory")))
     if part == "mlp10k":
         cols += [
-            ("ours-tracin-rp512", OURS_TRACIN.format(name="ours-tracin-rp512", params=None, projection=512, dtype="float32")),
+            ("ours-tracin-rp512", OURS_TRACIN.format(name="ours-tracin-rp512", params=None, projection=512, dtype="float32", batch=0)),
             ("dattri-tracin-rp512", DATTRI.format(name="dattri-tracin-rp512")),
         ]
     return cols

@@ -392,7 +392,9 @@ class FullModelInfluence(_FullModelExplainer):
         progress: progress bars on the passes over the data and on scoring.
 
     Memory: the stored gradients, ``n · w`` floats with ``w = Σ_Linear (out + in + 1) + Σ_other P_l``
-    (``fit_report_["store_bytes"]``), plus one batch; the test side of ``explain`` holds ``m · P``.
+    (``fit_report_["store_bytes"]``), plus one batch; the test side of ``explain`` holds at most
+    ``m · P`` floats (``m · r · (out + in + 1)`` for a layer EK-FAC scores through the rank-``r`` SVD of
+    ``1/(E + λ)``, ``fit_report_["ekfac_scoring"]``).
     Fitted attributes: the stored gradient arrays ``grad{j}_{f}_``, ``train_self_influence_`` and
     ``inverse_gradient_norms_`` ``(n,)``, the backend's arrays, and ``solver_report_`` (diagnostics
     of the last solve).
