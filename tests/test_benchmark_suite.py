@@ -121,3 +121,32 @@ def test_relatif_suite_on_digits_relatif_sets_are_larger_and_more_probable(tmp_p
     for kind in ("θ-RelatIF", "ℓ-RelatIF"):
         assert r[kind]["cardinality_top5"] > r["IF"]["cardinality_top5"]
         assert r[kind]["probability_top5"] > r["IF"]["probability_top5"]
+
+
+def test_basic_conv_network_records_its_recipe_and_diagnostics_and_n_test_keeps_the_cache(tmp_path):
+    cache = tmp_path / "cache"
+    out = run_suite(
+        quick=True, network="basic_conv", methods=("DV", "kNN"), dualview_C=0.01, n_test=120,
+        out_dir=tmp_path / "a", cache_dir=cache, show_progress=False,
+    )
+    config = out["config"]
+    assert (config["network"], config["optimizer"], config["lr"], config["weight_decay"]) == ("basic_conv", "sgd", 0.005, 0.0)
+    assert out["n_test"] == 120 and out["dualview_C"] == 0.01
+    assert {d["C"] for d in out["dualview_diagnostics"].values()} == {0.01}
+    for d in out["dualview_diagnostics"].values():
+        assert 0.0 <= d["at_bound_fraction"] <= d["support_fraction"] <= 1.0
+    mark = out["models"]["mark"]
+    assert 0.0 < mark["marked_confidence"] < 1.0 and mark["n_candidates"] == out["corruptions"]["mark"]["n_candidates"]
+    assert "basic_conv" in (tmp_path / "a" / "table.md").read_text()
+    again = run_suite(quick=True, network="basic_conv", methods=("kNN",), n_test=60, out_dir=tmp_path / "b", cache_dir=cache, show_progress=False)
+    assert all(report["cached"] for report in again["models"].values())
+    assert again["n_test"] == 60
+
+
+def test_bad_suite_options_are_named():
+    with pytest.raises(InputError, match="network"):
+        run_suite(network="resnet", show_progress=False)
+    with pytest.raises(InputError, match="n_test"):
+        run_suite(n_test=2.5, show_progress=False)
+    with pytest.raises(InputError, match="dualview_C"):
+        run_suite(dualview_C=-1.0, show_progress=False)

@@ -19,7 +19,14 @@ pytest.importorskip("xgboost")
 pytest.importorskip("cleanlab")
 
 from representer.evaluation.benchmark import run_suite  # noqa: E402
-from representer.evaluation.german_credit import CURVE_FILES, QUICK_FRACTIONS, QUICK_REPEATS, RANK_ONLY, RETRAINED  # noqa: E402
+from representer.evaluation.german_credit import (  # noqa: E402
+    CURVE_FILES,
+    QUICK_FRACTIONS,
+    QUICK_REPEATS,
+    RANK_ONLY,
+    RETRAINED,
+    power_analysis,
+)
 
 
 @pytest.fixture(scope="module")
@@ -62,3 +69,40 @@ def test_lje_and_if_find_more_flips_than_random(quick):
     assert 0.2 < random_30 < 0.4
     for name in ("LJE (margins)", "IF (margins)", "θ-RelatIF (margins)", "cleanlab"):
         assert _mean_found(out, name, 0.30) > max(random_30, 0.30) + 0.04, name
+
+
+def test_each_repeat_has_its_own_split_and_the_oracle_is_the_all_clean_model_once_every_flip_is_checked(quick):
+    out, _ = quick
+    assert [r["split_seed"] for r in out["repeats"]] == [0, 1]
+    for r in out["repeats"]:
+        found, acc = np.array(r["found"]["oracle"]), np.array(r["accuracy"]["oracle"])
+        done = np.array(QUICK_FRACTIONS) >= 0.30  # 30 % of the points are flipped: all found by then
+        assert np.all(found[done] == 1.0)
+        assert np.all(acc[done] == acc[-1])
+        assert len(r["test_correct"]["oracle"]) == r["n_test"]
+
+
+def test_power_analysis_matches_the_formulas_on_a_constructed_case():
+    rng = np.random.default_rng(0)
+    n_test, effect = 400, 0.01
+    results = []
+    for shift in (0.0, 0.02, 0.04, 0.06):  # the method gains `shift` on every test point: τ is the spread of the shifts
+        base = rng.integers(0, 2, n_test).astype(float)
+        noise = rng.choice([-1.0, 0.0, 1.0], size=n_test, p=[0.1, 0.8, 0.1])
+        correct = {name: base for name in RETRAINED}
+        correct["loss"] = base + noise + shift
+        results.append({"n_test": n_test, "test_correct": correct})
+    p = power_analysis(results, effect=effect)
+    deltas = np.array([(r["test_correct"]["loss"] - r["test_correct"]["random"]).mean() for r in results])
+    sigma2 = np.mean([(r["test_correct"]["loss"] - r["test_correct"]["random"]).var(ddof=1) for r in results])
+    tau2 = deltas.var(ddof=1) - sigma2 / n_test
+    assert p["loss"]["delta"] == pytest.approx(deltas.mean())
+    assert p["loss"]["se"] == pytest.approx(deltas.std(ddof=1) / 2)
+    assert p["loss"]["sigma_d"] == pytest.approx(np.sqrt(sigma2))
+    assert p["loss"]["tau"] == pytest.approx(np.sqrt(tau2))
+    assert p["loss"]["n_needed"] == np.inf  # τ ≈ 0.026 > δ / 2.8 · √4: no number of test points resolves δ
+    # identical rankings: no difference, no spread, and no test point is needed beyond the first
+    assert p["IF (margins)"]["delta"] == 0.0 and p["IF (margins)"]["sigma_d"] == 0.0 and p["IF (margins)"]["n_needed"] == 0.0
+    lenient = power_analysis(results, effect=0.2)["loss"]
+    z = 1.959964 + 0.841621
+    assert lenient["n_needed"] == pytest.approx(sigma2 / (4 * (0.2 / z) ** 2 - tau2))

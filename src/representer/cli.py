@@ -144,6 +144,9 @@ def bench(
     seed: Annotated[int, typer.Option(help="Seed of the subsample, the training, DualView and the random baseline.")] = 0,
     cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Cache trained models here (safetensors).")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+    network: Annotated[str, typer.Option(help="dualview suite: small_cnn (Adam, 15 epochs) or basic_conv (the paper's MNIST network and SGD recipe).")] = "small_cnn",
+    dualview_c: Annotated[float | None, typer.Option("--dualview-c", help="dualview suite: DV's C (Shark convention); default: DualView's default.")] = None,
+    n_test: Annotated[int | None, typer.Option("--n-test", help="dualview suite: score a seeded subset of this many test points (default: all).")] = None,
 ) -> None:
     """Run an evaluation suite end to end and print its table (written to OUT/table.md)."""
     from .evaluation.benchmark import METHODS as BENCH_METHODS, run_suite
@@ -151,7 +154,8 @@ def bench(
     chosen = tuple(BENCH_METHODS) if methods is None else tuple(m.strip() for m in methods.split(",") if m.strip())
     with _reported_errors():
         result = run_suite(
-            suite, dataset, chosen, out, quick=quick, seed=seed, cache_dir=cache_dir, show_progress=progress
+            suite, dataset, chosen, out, quick=quick, seed=seed, cache_dir=cache_dir, show_progress=progress,
+            network=network, dualview_C=dualview_c, n_test=n_test,
         )
     console.print((out / "table.md").read_text(), markup=False, soft_wrap=True)
     _print_outputs({"Results": f"[bold]{out.resolve()}[/bold] [dim]({result['seconds']:.0f} s)[/dim]"})
