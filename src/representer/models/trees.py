@@ -63,6 +63,7 @@ class _Forest:
     leaf_ids: Callable[[Any], np.ndarray]
     refusals: tuple[type[BaseException], ...]
     digest: bytes
+    averaged: bool = False
 
 
 class TreeEnsemble(ClassifierAdapter):
@@ -141,6 +142,11 @@ class TreeEnsemble(ClassifierAdapter):
     def n_leaves(self) -> int:
         """Total number of leaves over all trees (the width of ``"leaves"`` features)."""
         return int((self._leaf_column >= 0).sum())
+
+    @property
+    def averages_trees(self) -> bool:
+        """True for a random forest (lightgbm ``boosting="rf"``): its trees are averaged, not boosted."""
+        return self._forest.averaged
 
     @property
     def tree_class(self) -> np.ndarray:
@@ -422,6 +428,7 @@ def _lightgbm_forest(model: Any) -> _Forest:
         leaf_ids=leaf_ids,
         refusals=(ValueError, TypeError, lgb.basic.LightGBMError),
         digest=_digest(model_text.encode()),
+        averaged=bool(dump["average_output"]),
     )
 
 
