@@ -509,12 +509,23 @@ class TracInCP(_FullModelExplainer):
     (TracIn-RP); the train side then stores ``C·k`` numbers per point instead of ``C·P``.
     Loss gradients of the training label (train) and explained class (test): positive = proponent
     (a gradient step on ``i`` lowered the test loss). Self-influence: ``Σ_c η_c ‖∇ℓ_i(θ_c)‖²``.
+
+    With ``params`` naming a subset of the layers, the gradients at checkpoint ``c`` are still taken
+    through the whole network *as it was at* ``c``: the other parameters and the buffers come from
+    the checkpoint too. Checkpoints that hold only the chosen parameters (a recorder with
+    ``params=``) leave the rest at the network's current weights, which is exact only if those
+    layers were frozen during training; ``fit_report_["other_layers"]`` says which applied.
+
     Fitted attributes: ``vectors_`` ``(n, C·P')`` (``√η_c``-scaled, concatenated), ``checkpoints_``
-    ``(C, P)``, ``learning_rates_`` ``(C,)``, ``train_self_influence_`` ``(n,)``.
+    ``(C, P)``, ``checkpoint_context_`` ``(C, P_other)`` (the other parameters and buffers of each
+    checkpoint; ``(C, 0)`` when the checkpoints hold only the chosen ones), ``learning_rates_``
+    ``(C,)``, ``train_self_influence_`` ``(n,)``.
     """
 
     name = "tracin_cp"
-    _fitted_arrays: ClassVar[tuple[str, ...]] = ("vectors_", "checkpoints_", "learning_rates_", "train_self_influence_")
+    _fitted_arrays: ClassVar[tuple[str, ...]] = (
+        "vectors_", "checkpoints_", "checkpoint_context_", "learning_rates_", "train_self_influence_",
+    )
 
     def __init__(
         self,
@@ -542,12 +553,38 @@ class TracInCP(_FullModelExplainer):
         self._pending = (list(checkpoints), [check_positive(lr, "learning_rates") for lr in learning_rates])
         return super().fit(X, y)  # type: ignore[return-value]
 
-    def _checkpoint_vector(self, state: Mapping[str, Tensor]) -> np.ndarray:
-        names = self.network().params.names
+    def _checkpoint_vector(self, state: Mapping[str, Tensor], names: Sequence[str]) -> np.ndarray:
+        """The entries ``names`` of ``state``, flattened in float64 (shapes checked against the network)."""
+        own = self.model_.net.state_dict()
         missing = [n for n in names if n not in state]
         if missing:
             raise InputError(f"A checkpoint lacks parameters {missing[:3]}; pass full `state_dict()`s of the network.")
-        return torch.cat([torch.as_tensor(state[n]).detach().reshape(-1).to(torch.float64).cpu() for n in names]).numpy()
+        for n in names:
+            if tuple(torch.as_tensor(state[n]).shape) != tuple(own[n].shape):
+                raise InputError(
+                    f"A checkpoint does not fit the network: `{n}` has shape {tuple(torch.as_tensor(state[n]).shape)} there "
+                    f"and {tuple(own[n].shape)} in the network (another architecture)."
+                )
+        parts = [torch.as_tensor(state[n]).detach().reshape(-1).to(torch.float64).cpu() for n in names]
+        return torch.cat(parts).numpy() if parts else np.zeros(0)
+
+    def _context_names(self) -> list[str]:
+        """Parameters outside ``params`` and the buffers: the rest of the network at a checkpoint."""
+        network = self.network()
+        return [*network.frozen, *network.buffers]
+
+    def _load_context(self, flat: np.ndarray) -> None:
+        """Set the network's other parameters and buffers from a ``checkpoint_context_`` row."""
+        network = self.network()
+        own = self.model_.net.state_dict()
+        offset = 0
+        for name in self._context_names():
+            size = own[name].numel()
+            value = torch.as_tensor(flat[offset : offset + size]).reshape(own[name].shape)
+            offset += size
+            target = network.frozen if name in network.frozen else network.buffers
+            dtype = network.dtype if own[name].is_floating_point() else own[name].dtype
+            target[name] = value.to(network.device, dtype)
 
     def projector(self) -> RandomProjector | None:
         if self.projection_dim is None:
@@ -561,11 +598,14 @@ class TracInCP(_FullModelExplainer):
     def _vectors(self, data: LabelledData, classes: np.ndarray) -> np.ndarray:
         network = self.network()
         original = network.flat_parameters()
+        original_context = (dict(network.frozen), dict(network.buffers))
         projector = self.projector()
         parts = []
         try:
-            for theta, lr in zip(self.checkpoints_, self.learning_rates_):
+            for theta, context, lr in zip(self.checkpoints_, self.checkpoint_context_, self.learning_rates_):
                 network.load_flat(torch.as_tensor(theta))
+                if context.size:
+                    self._load_context(context)
                 blocks = []
                 for _, g in self._gradients().iterate(data, classes, "loss"):
                     g = g if projector is None else projector.project(g)
@@ -573,17 +613,32 @@ class TracInCP(_FullModelExplainer):
                 parts.append(np.concatenate(blocks))
         finally:
             network.load_flat(original)
+            network.frozen, network.buffers = original_context
         return np.concatenate(parts, axis=1)
 
     def _fit(self, logits: np.ndarray, y: np.ndarray) -> None:
         checkpoints, learning_rates = self._pending
         self._projector_cache = None
-        self.checkpoints_ = np.stack([self._checkpoint_vector(s) for s in checkpoints]).astype(self._store_dtype())
+        chosen, context = self.network().params.names, self._context_names()
+        self.checkpoints_ = np.stack([self._checkpoint_vector(s, chosen) for s in checkpoints]).astype(self._store_dtype())
+        holds_context = [all(n in s for n in context) for s in checkpoints]
+        if any(holds_context) and not all(holds_context):
+            raise InputError(
+                "Some checkpoints hold the whole network and others only some parameters; pass checkpoints of one kind."
+            )
+        self.checkpoint_context_ = (
+            np.stack([self._checkpoint_vector(s, context) for s in checkpoints])
+            if all(holds_context) else np.zeros((len(checkpoints), 0))
+        )
         self.learning_rates_ = np.asarray(learning_rates, dtype=np.float64)
         vectors = self._vectors(self._data, y)
         self.train_self_influence_ = (vectors.astype(np.float64) ** 2).sum(axis=1)
         self.vectors_ = vectors.astype(self._store_dtype())
-        self.fit_report_.update({"n_checkpoints": len(checkpoints), "projection_dim": self.projection_dim})
+        self.fit_report_.update({
+            "n_checkpoints": len(checkpoints), "projection_dim": self.projection_dim,
+            "other_layers": "from each checkpoint" if self.checkpoint_context_.shape[1] or not context
+            else "the network's current weights (checkpoints hold only the chosen parameters)",
+        })
 
     def _build_kernel(self) -> CoefficientKernel:
         return self._kernel_from(self.vectors_)

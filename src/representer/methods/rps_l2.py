@@ -1,11 +1,19 @@
 """RPS-L2: Representer Point Selection (Yeh, Kim, Yen, Ravikumar, NeurIPS 2018).
 
-The given head ``Θ_given`` is refit ("student") to the model's own probabilities
-``q_i = softmax(Θ_given φ̃_i)`` ("teacher") with an L2 penalty (spec §2.2):
+The head is refit ("student") with an L2 penalty to targets ``q_i`` (spec §2.2):
 
     Θ* = argmin_Θ (1/n) Σ_i ℓ(Θ φ̃_i, q_i) + λ ‖Θ‖_F²,
 
 with ``φ̃ = [φ; 1]`` (the bias is folded in and penalised, as in the original code and quanda).
+The targets are chosen by ``refit``:
+
+* ``"teacher"`` (default, the paper's Eq. (4), for explaining a given model): the model's own
+  probabilities ``q_i = softmax(Θ_given φ̃_i)``; the given labels are not used.
+* ``"labels"`` (the paper's Eq. (3), its data-debugging experiment §4.1): the given labels,
+  ``q_i = e_{y_i}``. The student is then an explainable model *of the labels*, and
+  ``|α_{i,y_i}| = (1 − p_{i,y_i}) / (2λn)`` ranks training points by how little an L2-smoothed head
+  on the model's features believes their label — the ranking the paper uses to find wrong labels.
+
 At a stationary point the representer theorem gives ``Θ* = Σ_i α_i φ̃_iᵀ`` with
 
     α_ic = −(p_ic − q_ic) / (2 λ n),     p_i = softmax(Θ* φ̃_i),
@@ -18,6 +26,8 @@ how well the decomposition reproduces the teacher.
 
 Departures from the reference, on purpose: float64 and a gradient-norm stopping rule; the ``+1``
 in the kernel, so that ``Σ_i`` of the representer values is exactly the student's logit.
+With ``refit="labels"`` the student explains the labels, not the model: ``fit_report_``'s fidelity
+numbers then say how far the two are apart.
 """
 
 from __future__ import annotations
@@ -47,9 +57,12 @@ class RPSL2(Explainer):
         max_iter: Newton iterations at most.
         self_influence_mode: ``"label"`` ranks by ``|α_{i,y_i}|`` (paper, quanda); ``"teacher"`` by
             the teacher-weighted ``Σ_c q_ic |α_ic|`` of the released RPS code.
+        refit: ``"teacher"`` (Eq. (4): fit the model's own probabilities, for explanations) or
+            ``"labels"`` (Eq. (3): fit the given labels, the paper's data-debugging model, §4.1).
 
     Fitted attributes: ``alpha_`` ``(n, K)``, ``theta_`` ``(K, D+1)`` (student head, bias last),
-    ``teacher_`` ``(n, K)``, ``fit_report_`` (gradient norm, iterations, fidelity, and ``converged`` /
+    ``teacher_`` ``(n, K)`` (the refit's targets: the model's probabilities, or one-hot labels with
+    ``refit="labels"``), ``fit_report_`` (gradient norm, iterations, fidelity, and ``converged`` /
     ``reason`` from :func:`~representer.solvers.newton.newton_cg`: a refit that stalls at the float64
     round-off floor above ``tol`` stops early with ``converged=False``, and warns only if its gradient
     norm exceeds ``100 · tol``).
@@ -66,6 +79,7 @@ class RPSL2(Explainer):
         tol: float = 1e-10,
         max_iter: int = 100,
         self_influence_mode: Literal["label", "teacher"] = "label",
+        refit: Literal["teacher", "labels"] = "teacher",
         **engine: Any,
     ) -> None:
         super().__init__(model, **engine)
@@ -73,6 +87,7 @@ class RPSL2(Explainer):
         self.tol = tol
         self.max_iter = max_iter
         self.self_influence_mode = self_influence_mode
+        self.refit = refit
 
     def fit(self, X: Any, y: Any, *, eval_X: Any = None) -> "RPSL2":
         """Refit the head and compute α. ``eval_X`` (optional) adds test-set fidelity to ``fit_report_``."""
@@ -94,9 +109,14 @@ class RPSL2(Explainer):
         lam = check_positive(self.lam, "lam")
         if self.self_influence_mode not in ("label", "teacher"):
             raise InputError(f"`self_influence_mode` must be 'label' or 'teacher'; got {self.self_influence_mode!r}.")
+        if self.refit not in ("teacher", "labels"):
+            raise InputError(f"`refit` must be 'teacher' (Eq. 4, the model's outputs) or 'labels' (Eq. 3); got {self.refit!r}.")
         x = self._train_tilde()
         theta_given = self._theta()
-        q = hm.probabilities(hm.logits(x, theta_given))
+        if self.refit == "labels":
+            q = hm.one_hot_targets(torch.as_tensor(y, device=x.device), self.model_.n_outputs)
+        else:
+            q = hm.probabilities(hm.logits(x, theta_given))
         n = x.shape[0]
 
         result = fit_softmax_head(x, q, lam, theta0=theta_given, tol=float(self.tol), max_iter=int(self.max_iter))
@@ -106,6 +126,7 @@ class RPSL2(Explainer):
         self.theta_ = theta.cpu().numpy()
         self.teacher_ = q.cpu().numpy()
         self.fit_report_ = {
+            "refit": self.refit,
             "grad_norm": result.grad_norm,
             "objective": result.value,
             "newton_iterations": result.n_iter,

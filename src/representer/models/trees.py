@@ -10,8 +10,8 @@ writes this sum exactly as ``φ(x) @ W.T + b`` in one of three ways:
 * ``"leaves"``: ``φ`` is the one-hot leaf membership of every tree (``D = L``, the total number of
   leaves; each row has exactly ``M`` ones) and ``W[k, l]`` is the value of leaf ``l`` if its tree
   belongs to class ``k``, else 0.
-* ``"paper"``: the RPS-LJE paper's XGBoost construction (spec §3.7), binary only:
-  ``φ_m(x) = σ(f_m(x))``, ``W = 1_M``, ``b = −(M − 1)/2``. This head does NOT reproduce the booster.
+* ``"paper"``: the RPS-LJE paper's XGBoost construction (spec §3.7), binary only, centred:
+  ``φ_m(x) = σ(f_m(x)) − ½``, ``W = 1_M``, ``b = 0``. This head does NOT reproduce the booster.
 
 Per-tree values come from one leaf-index prediction of the booster (``pred_leaf`` / ``apply``) and a
 lookup table of leaf values, so ``features`` costs about one ``predict`` call, not ``M`` of them.
@@ -63,6 +63,7 @@ class _Forest:
     leaf_ids: Callable[[Any], np.ndarray]
     refusals: tuple[type[BaseException], ...]
     digest: bytes
+    averaged: bool = False
 
 
 class TreeEnsemble(ClassifierAdapter):
@@ -78,13 +79,18 @@ class TreeEnsemble(ClassifierAdapter):
         ``"margins"`` (default, exact): per-tree raw margins ``f_m(x)``, ``D = n_trees``.
         ``"leaves"`` (exact): one-hot leaf membership, ``D = n_leaves``; the dense ``features(X)``
         takes ``8 · n · n_leaves`` bytes, so prefer :meth:`features_sparse` (``n · n_trees`` nonzeros).
-        ``"paper"`` (binary only, NOT faithful): ``φ_m(x) = σ(f_m(x))`` with weight ``1_M`` and
-        bias ``−(M − 1)/2``, the fixed head of the RPS-LJE paper's XGBoost experiment (spec §3.7,
-        the ones-column of the paper folded into ``bias``). Its logit
-        ``Σ_m σ(f_m) − (M − 1)/2 ≈ ½ + ¼ Σ_m f_m`` is a different scale and offset from the
-        booster's ``b + Σ_m f_m`` and ignores the base margin, so ``logits`` and ``predict_proba``
-        do not reproduce the model. The paper's code took ``predict_proba`` of each single tree,
-        which equals ``σ(f_m)`` only with ``base_score = 0.5``; here it is ``σ(f_m)`` always.
+        ``"paper"`` (binary only, NOT faithful): the RPS-LJE paper's XGBoost experiment (spec §3.7),
+        centred: ``φ_m(x) = σ(f_m(x)) − ½`` with weight ``1_M`` and bias ``0``. The paper used
+        ``σ(f_m)`` with bias ``−(M − 1)/2``, i.e. this logit plus a constant ``+½``; that offset is
+        the only part of its surrogate that is not odd in the margins, and it made every ranking
+        depend on which class is coded 1 (German Credit, identical flips: influence self-influence
+        ROC-AUC 0.344 with one coding, 0.759 with the other). Centred, recoding the classes
+        negates the margins, the features and the logit together (``σ(−f) − ½ = −(σ(f) − ½)``),
+        which leaves every head method's self-influence unchanged. The logit
+        ``Σ_m (σ(f_m) − ½) ≈ ¼ Σ_m f_m`` is a different scale from the booster's ``b + Σ_m f_m`` and
+        ignores the base margin, so ``logits`` and ``predict_proba`` do not reproduce the model.
+        The paper's code took ``predict_proba`` of each single tree, which equals ``σ(f_m)`` only
+        with ``base_score = 0.5``; here it is ``σ(f_m) − ½`` always.
 
     Attributes
     ----------
@@ -138,6 +144,11 @@ class TreeEnsemble(ClassifierAdapter):
         return int((self._leaf_column >= 0).sum())
 
     @property
+    def averages_trees(self) -> bool:
+        """True for a random forest (lightgbm ``boosting="rf"``): its trees are averaged, not boosted."""
+        return self._forest.averaged
+
+    @property
     def tree_class(self) -> np.ndarray:
         """``(M,)`` index of the logit each tree adds to (all 0 for a binary model)."""
         return self._forest.tree_class.copy()
@@ -147,7 +158,7 @@ class TreeEnsemble(ClassifierAdapter):
         if self.feature_kind == "leaves":
             return self.features_sparse(X).toarray()
         margins = self._tree_margins(X)
-        return expit(margins) if self.feature_kind == "paper" else margins
+        return expit(margins) - 0.5 if self.feature_kind == "paper" else margins
 
     def features_sparse(self, X: Any) -> sp.csr_matrix:
         """φ(X) as a float64 CSR matrix (for ``"leaves"``: ``n_trees`` ones per row, sorted columns)."""
@@ -178,7 +189,7 @@ class TreeEnsemble(ClassifierAdapter):
     def _head(self, leaf_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         forest, m = self._forest, self.n_trees
         if self.feature_kind == "paper":
-            return np.ones((1, m)), np.array([-(m - 1) / 2.0])
+            return np.ones((1, m)), np.zeros(1)
         if self.feature_kind == "margins":
             weight = np.zeros((forest.n_outputs, m))
             weight[forest.tree_class, np.arange(m)] = 1.0
@@ -417,6 +428,7 @@ def _lightgbm_forest(model: Any) -> _Forest:
         leaf_ids=leaf_ids,
         refusals=(ValueError, TypeError, lgb.basic.LightGBMError),
         digest=_digest(model_text.encode()),
+        averaged=bool(dump["average_output"]),
     )
 
 
