@@ -108,9 +108,16 @@ def test_rps_suite_on_digits_writes_outputs_and_rps_l2_reconstructs(tmp_path):
     for name in ("results.json", "table.md", "rps_debugging.png"):
         assert (tmp_path / name).stat().st_size > 0
     assert out["task"]["n_flipped"] == round(0.4 * out["task"]["n_train"])
+    assert out["task"]["splits"] == len(out["splits"]) == 2 and out["task"]["pair"] == [2, 4]
+    first, second = out["splits"]
+    assert first["flipped"] != second["flipped"]  # each split draws its own flips (digits has < 2,000 images of the pair)
+    # the paper's explainable model is the model itself: RPSL2(refit="labels") with λ reproduces the Eq. (3) fit
+    assert out["model"]["eq3_max_logit_error_vs_model"] < 1e-6
     curves = out["curves"]
     assert all(np.all(np.diff(c["fraction_found"]) >= 0) for c in curves.values())
-    assert {c["test_accuracy"][0] for c in curves.values()} == {out["model"]["test_accuracy_noisy_model"]}
+    for split in out["splits"]:
+        assert {c["test_accuracy"][0] for c in split["curves"].values()} == {split["test_accuracy_noisy_model"]}
+    assert curves["RPS-L2 (Eq. 3)"]["fraction_found"][-1] > curves["RAND"]["fraction_found"][-1]
     assert curves["IF"]["fraction_found"][-1] > curves["RAND"]["fraction_found"][-1]
 
 
