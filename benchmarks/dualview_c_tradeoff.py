@@ -31,7 +31,7 @@ import torch
 from representer._atomic import write_text
 from representer.evaluation.benchmark import METRICS, SETTINGS, build_setting, plan_suite, setting_metrics, suite_config
 
-C_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 1.0)
+C_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 6e-3, 1e-2, 2e-2, 3e-2, 1e-1, 1.0)
 COLUMNS = METRICS + ("support_fraction", "at_bound_fraction", "solver_seconds")
 TITLES = {
     "identical_class": "identical class",

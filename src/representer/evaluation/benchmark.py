@@ -402,8 +402,8 @@ def run_suite(
     """Run an evaluation suite and write ``results.json``, ``table.md`` and a figure into ``out_dir``.
 
     Args:
-        suite: ``"dualview"`` (DualView Table 2, this module), ``"rps"`` (RPS-L2 fidelity and the RPS
-            data-debugging retraining curve) or ``"relatif"`` (RelatIF Table 1 and k-NN overlap),
+        suite: ``"dualview"`` (DualView Table 2, this module), ``"rps"`` (the RPS paper's §4.1 data
+            debugging with its Eq. (3) model, over random splits, and RPS-L2's fidelity) or ``"relatif"`` (RelatIF Table 1 and k-NN overlap),
             both in :mod:`representer.evaluation.suites` (they use ``dataset`` and ``seed`` and
             ignore ``methods`` and ``cache_dir``), ``"lje"`` (the RPS-LJE paper's German Credit
             data debugging with XGBoost, :mod:`representer.evaluation.german_credit`; German Credit
