@@ -5,6 +5,7 @@ Sign and orientation conventions are documented once, in :mod:`representer.expla
 
 __version__ = "0.1.0"
 
+from .checkpoints import Checkpoint, CheckpointRecorder, load_checkpoints  # noqa: E402
 from .debugging import LabelIssues, cumulative_attribution, find_label_issues  # noqa: E402
 from .errors import InputError, ModelError, NotFittedError, RepresenterError, StaleStateError  # noqa: E402
 from .explanation import Explanation, TopK  # noqa: E402
@@ -27,6 +28,8 @@ from .methods import (  # noqa: E402
 from .models import ClassifierAdapter, Features, TorchClassifier, TreeEnsemble  # noqa: E402
 
 __all__ = [
+    "Checkpoint",
+    "CheckpointRecorder",
     "ClassifierAdapter",
     "DualView",
     "Explainer",
@@ -55,4 +58,5 @@ __all__ = [
     "cumulative_attribution",
     "find_label_issues",
     "load",
+    "load_checkpoints",
 ]

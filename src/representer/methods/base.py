@@ -198,6 +198,14 @@ class Explainer(ABC):
         self._check_fitted()
         return np.asarray(self._self_influence(), dtype=np.float64)
 
+    def ranking_tiebreak(self) -> np.ndarray | None:
+        """A secondary score ``(n,)`` ordering points whose :meth:`self_influence` ties (larger first), or ``None``.
+
+        Methods whose self-influence takes few distinct values (DualView's points at the bound) give
+        one, so that a label ranking never falls back to index order.
+        """
+        return None
+
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
         """Write the fitted explainer to a folder: ``state.safetensors`` + ``config.json`` (no pickle)."""
