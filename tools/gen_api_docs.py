@@ -20,6 +20,7 @@ GROUPS: dict[str, list[str]] = {
     "Common explainer interface": ["Explainer", "load"],
     "Results": ["Explanation", "TopK"],
     "Label issues": ["find_label_issues", "cumulative_attribution", "LabelIssues"],
+    "Training checkpoints": ["CheckpointRecorder", "Checkpoint", "load_checkpoints"],
     "Errors": ["RepresenterError", "InputError", "ModelError", "NotFittedError", "StaleStateError"],
 }
 EXPLAINER_METHODS = ("fit", "explain", "attribute", "attribution_blocks", "self_influence", "save")
