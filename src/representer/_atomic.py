@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import glob
 import os
 import shutil
 import sys
@@ -95,14 +96,17 @@ def staged_dir(dest: str | Path) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``dest``; on success it replaces ``dest`` as a whole.
 
     On error the temporary folder is removed and ``dest`` is untouched. The caller checks that
-    ``dest`` may be replaced (it is deleted: only pass a folder the library itself wrote).
+    ``dest`` may be replaced (it is deleted: only pass a folder the library itself wrote). Temporary
+    folders left beside ``dest`` by a process that was killed are removed first; their names carry
+    the writer's process id.
     """
     dest = Path(dest)
     if dest.is_symlink():
         raise OutputError(f"{dest} is a symbolic link; pass the folder it points to, so that nothing is written through a link.")
     with _as_output_error(dest):
         dest.parent.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".staged"))
+        _remove_abandoned(dest)
+        stage = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.{os.getpid()}.", suffix=".staged"))
     try:
         with _as_output_error(dest):
             yield stage
@@ -128,12 +132,30 @@ def replace_dir(source: Path, dest: Path) -> None:
         if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
             raise
     if not _exchange(source, dest):
-        aside = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".old"))
+        aside = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.{os.getpid()}.", suffix=".staged"))
         os.rename(dest, aside / dest.name)
         os.rename(source, dest)
         shutil.rmtree(aside)
         return
     shutil.rmtree(source)
+
+
+def _remove_abandoned(dest: Path) -> None:
+    """Delete ``.<name>.<pid>.*.staged`` folders beside ``dest`` whose writing process no longer exists."""
+    for stage in dest.parent.glob(f".{glob.escape(dest.name)}.*.staged"):
+        pid = stage.name[len(dest.name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _exchange(a: Path, b: Path) -> bool:

@@ -41,6 +41,17 @@ def _is_bool(value: Any) -> bool:
     return isinstance(value, (bool, np.bool_))
 
 
+def _kind(value: Any) -> str:
+    """bool, int, number, str or another type's name (numpy scalars count as their Python kind)."""
+    if _is_bool(value):
+        return "bool"
+    if isinstance(value, numbers.Integral):
+        return "int"
+    if isinstance(value, numbers.Real):
+        return "number"
+    return "str" if isinstance(value, str) else type(value).__name__
+
+
 @dataclass(frozen=True)
 class Interval(Constraint):
     """A number of type ``kind`` (``int`` or ``float``; booleans never count) in a range.
@@ -69,26 +80,24 @@ class Interval(Constraint):
     def describe(self) -> str:
         noun = "an integer" if self.kind is int else "a finite number"
         left_in, right_in = self.closed in ("both", "left"), self.closed in ("both", "right")
-        if self.low is not None and self.high is not None:
-            return f"{noun} in {'[' if left_in else '('}{self.low:g}, {self.high:g}{']' if right_in else ')'}"
-        if self.low is not None:
-            return f"{noun} {'>=' if left_in else '>'} {self.low:g}"
-        if self.high is not None:
-            return f"{noun} {'<=' if right_in else '<'} {self.high:g}"
+        low, high = (None if v is None else str(int(v)) if self.kind is int else f"{v:g}" for v in (self.low, self.high))
+        if low is not None and high is not None:
+            return f"{noun} in {'[' if left_in else '('}{low}, {high}{']' if right_in else ')'}"
+        if low is not None:
+            return f"{noun} {'>=' if left_in else '>'} {low}"
+        if high is not None:
+            return f"{noun} {'<=' if right_in else '<'} {high}"
         return noun
 
 
 @dataclass(frozen=True)
 class Options(Constraint):
-    """One of ``choices``, compared with its type: ``1`` is not ``True`` and ``"1"`` is not ``1``."""
+    """One of ``choices``, compared with its kind: ``1`` is not ``True`` and ``"1"`` is not ``1``."""
 
     choices: tuple[Any, ...]
 
     def accepts(self, value: Any) -> bool:
-        return any(
-            isinstance(value, type(choice)) and _is_bool(value) == _is_bool(choice) and value == choice
-            for choice in self.choices
-        )
+        return any(_kind(value) == _kind(choice) and value == choice for choice in self.choices)
 
     def describe(self) -> str:
         return "one of " + ", ".join(repr(c) for c in self.choices)

@@ -125,8 +125,9 @@ class ClassMapping:
         ids = _integer_ids(arr, what)
         bad = ids[(ids < 0) | (ids >= self.n_classes)]
         if bad.size:
+            named = "" if self.origin == "class ids" else f" ({_preview(self.names)})"
             raise InputError(
-                f"`{what}` has class ids in [{ids.min()}, {ids.max()}] but the model has {self.n_classes} classes; "
+                f"`{what}` has class ids in [{ids.min()}, {ids.max()}] but there are {self.n_classes} classes{named}; "
                 f"labels must be integers in [0, {self.n_classes - 1}]."
             )
         return ids

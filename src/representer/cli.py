@@ -56,6 +56,7 @@ app = typer.Typer(
 )
 console = Console()
 _settings = {"debug": False}
+_PACKAGE = Path(__file__).resolve().parent
 
 
 @app.callback()
@@ -109,7 +110,9 @@ def _reported_errors() -> Iterator[None]:
             raise typer.Exit(code=1) from exc
         finally:
             for warning in caught:
-                if issubclass(warning.category, (RepresenterWarning, RuntimeWarning)):
+                if issubclass(warning.category, RepresenterWarning) or (
+                    issubclass(warning.category, RuntimeWarning) and Path(warning.filename).is_relative_to(_PACKAGE)
+                ):
                     console.print(f"[yellow]warning:[/yellow] {escape(' '.join(str(warning.message).split()))}", soft_wrap=True)
 
 
@@ -294,7 +297,7 @@ def fit(
         n_classes = user_model.adapter.n_classes
         if user_data.classes is not None:
             user_data.classes.check_classes(n_classes, "the model")
-        classes = user_data.classes or ClassMapping.class_ids(n_classes)
+        classes = ClassMapping.class_ids(n_classes) if user_data.classes is None else user_data.classes
         test = user_data.test
         steps(f"Fitting {method} on {len(user_data.train.y)} training points")
         explainer.model = user_model.adapter

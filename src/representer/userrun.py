@@ -3,9 +3,10 @@
 ``fit`` writes a run folder RUN; ``explain``, ``debug`` and ``report`` read it back and add to it::
 
     file                                     content                                                  written by
-    RUN/run.json                             model spec, data spec (absolute paths), method, options,  fit
-                                             device, class names, accuracy, data_fingerprint of the
-                                             training split
+    RUN/run.json                             format version, model spec (with the SHA-256 of its code  fit
+                                             files), data spec (absolute paths), method, options,
+                                             device, classes (ClassMapping), accuracy, data_fingerprint
+                                             of the training split, digest of the saved explainer
     RUN/config.json, RUN/state.safetensors   the fitted explainer (Explainer.save; no pickle)          fit
     RUN/explanations.json                    top-k training points of both signs per explained point;  explain
                                              scores test × train, positive = excitatory

@@ -82,7 +82,7 @@ class _FullModelExplainer(Explainer):
 
     def __init__(self, model: Any, *, params: Sequence[str] | None = None, compute_dtype: str = "float64", **engine: Any) -> None:
         super().__init__(model, **engine)
-        self.params = None if params is None else list(params)
+        self.params = params
         self.compute_dtype = compute_dtype
 
     # ------------------------------------------------------------------ network access

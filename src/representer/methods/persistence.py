@@ -83,12 +83,24 @@ def check_replaceable(folder: Path, argument: str) -> None:
     if folder.exists() and not folder.is_dir():
         raise InputError(f"`{argument}` {folder} is a file; pass a folder (it is created if missing).")
     if folder.is_dir():
-        foreign = sorted(p.name for p in folder.iterdir() if p.name not in SAVED_FILES)
+        ours = (CONFIG_FILE,) * _is_saved_config(folder / CONFIG_FILE) + (STATE_FILE,)
+        foreign = sorted(p.name for p in folder.iterdir() if p.name not in ours)
         if foreign:
             raise InputError(
                 f"`{argument}` {folder} holds other files ({', '.join(foreign[:5])}{', …' if len(foreign) > 5 else ''}); "
                 "a save replaces its folder as a whole, so save into a new or empty folder, or over a previous save."
             )
+
+
+def _is_saved_config(file: Path) -> bool:
+    """Whether ``file`` is missing or the configuration of a saved explainer (not a user's own config.json)."""
+    if not file.exists():
+        return True
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(config, dict) and (config.get("format") == FORMAT or {"class", "params"} <= set(config))
 
 
 def read_config(folder: Path) -> dict[str, Any]:
@@ -109,10 +121,13 @@ def read_config(folder: Path) -> dict[str, Any]:
             f"{file} was saved by representer {saved_by} in format {version[0]}.{version[1]}, which this representer "
             f"({__version__}, format {FORMAT_VERSION[0]}.x) cannot read; upgrade representer, or fit the explainer again."
         )
-    missing = [key for key in (*_HASHED_ENTRIES, "fingerprints") if key not in config]
+    fingerprints = config.get("fingerprints")
+    missing = [key for key in _HASHED_ENTRIES if key not in config]
+    if not isinstance(fingerprints, dict) or not all(isinstance(fingerprints.get(k), dict) for k in ("entries", "arrays", "model")):
+        missing.append("fingerprints")
     if missing:
         raise FileFormatError(f"{file} lacks {missing}; the file is damaged: fit and save the explainer again.")
-    edited = [key for key in _HASHED_ENTRIES if json_fingerprint(config[key]) != config["fingerprints"].get("entries", {}).get(key)]
+    edited = [key for key in _HASHED_ENTRIES if json_fingerprint(config[key]) != fingerprints["entries"].get(key)]
     if edited:
         raise StaleStateError(
             f"{file}: {', '.join(f'`{k}`' for k in edited)} no longer match{'es' if len(edited) == 1 else ''} the fingerprint "
