@@ -655,3 +655,20 @@ def test_outputs_replace_a_symlink_instead_of_writing_through_it(world: World, t
     assert result.exit_code == 0, result.output
     assert (tmp_path / "users.html").read_text() == "the user's page"
     assert not (tmp_path / "run" / "report.html").is_symlink()
+
+
+def test_force_writes_the_run_beside_the_users_files_and_refitting_in_place_works(world: World, tmp_path: Path, monkeypatch) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    result, _ = invoke(*fit_args(tmp_path, world, "--force", out=mine))
+    assert result.exit_code == 0, result.output
+    assert (mine / "notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in mine.iterdir()) == ["config.json", "notes.txt", "run.json", "state.safetensors"]
+    assert invoke("debug", mine)[0].exit_code == 0
+    monkeypatch.chdir(mine)  # the working folder cannot be swapped away: its files are replaced one by one
+    result, _ = invoke(*fit_args(tmp_path, world, "--force", "--lam", "0.1", out="."))
+    assert result.exit_code == 0, result.output
+    assert not (mine / "label_issues.json").exists() and (mine / "notes.txt").read_text() == "keep me"
+    assert json.loads((mine / "run.json").read_text())["params"] == {"lam": 0.1}
+    assert invoke("explain", ".", "--top-k", "2")[0].exit_code == 0
