@@ -81,7 +81,7 @@ def test_image_folder_fit_explain_debug_report_match_the_python_api(image_run):
     assert result.exit_code == 0, result.output
     info = json.loads((run / "run.json").read_text())
     assert info["n_train"] == 240 and info["n_test"] == 60 and info["params"] == {"lam": 0.01}
-    assert info["class_names"][0] == "Ankle boot" and "model accuracy (test)" in text
+    assert info["classes"]["names"][0] == "Ankle boot" and "model accuracy (test)" in text
 
     # the folder loader reads exactly the original pixels, in the documented order
     from representer.userdata import DataSpec, load_data
@@ -146,7 +146,7 @@ def test_csv_and_xgboost_model_file(tmp_path):
     result, text = invoke("fit", "--model", tmp_path / "model.json", "--data", tmp_path / "train.csv", "--test-data",
                           tmp_path / "test.csv", "--label-column", "kind", "--method", "rps-lje", "--out", run)
     assert result.exit_code == 0, result.output
-    assert json.loads((run / "run.json").read_text())["class_names"] == ["high", "low", "mid"]
+    assert json.loads((run / "run.json").read_text())["classes"]["names"] == ["high", "low", "mid"]
     result, _ = invoke("explain", run, "--top-k", "3")
     assert result.exit_code == 0, result.output
     record = json.loads((run / "explanations.json").read_text())

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from ._atomic import write_text
 from .datasets import TrainTestSplit, load_fashion_mnist_subset
 from .checkpoints import CheckpointRecorder
 from .debugging import LabelIssues, cumulative_attribution, find_label_issues
@@ -255,7 +256,7 @@ def run_demo(
     summary["seconds"] = timings
     summary["report"] = report_path.name
     summary_path = out / "summary.json"
-    summary_path.write_text(json.dumps(summary, indent=2))
+    write_text(summary_path, json.dumps(summary, indent=2))
     return DemoResult(report=report_path, summary_path=summary_path, summary=summary)
 
 

@@ -42,9 +42,8 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import torch
 
-from .._validation import check_positive
+from .._params import Options, non_negative, positive
 from ..engine import CoefficientKernel, TestFactors
-from ..errors import InputError
 from ..solvers.crammer_singer import solve_crammer_singer
 from .base import Explainer
 
@@ -78,6 +77,15 @@ class DualView(Explainer):
 
     name = "dualview"
     _fitted_arrays: ClassVar[tuple[str, ...]] = ("beta_", "alpha_", "weight_", "mean_", "inv_scale_")
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "C": [positive(float)],
+        "convention": [Options(("shark", "textbook"))],
+        "tol": [positive(float)],
+        "max_epochs": [positive(int)],
+        "seed": [non_negative(int)],
+        "eps": [non_negative(float)],
+        "self_influence_mode": [Options(_SELF_INFLUENCE_MODES)],
+    }
 
     def __init__(
         self,
@@ -103,9 +111,7 @@ class DualView(Explainer):
 
     # ------------------------------------------------------------------ fitting
     def _fit(self, phi: np.ndarray, y: np.ndarray) -> None:
-        eps = check_positive(self.eps, "eps", allow_zero=True)
-        if self.self_influence_mode not in _SELF_INFLUENCE_MODES:
-            raise InputError(f"`self_influence_mode` must be one of {_SELF_INFLUENCE_MODES}; got {self.self_influence_mode!r}.")
+        eps = float(self.eps)
         self.mean_ = phi.mean(axis=0)
         std = phi.std(axis=0)
         kept = std > eps * (1.0 + np.abs(self.mean_))
