@@ -319,3 +319,10 @@ def test_bad_input_is_named(memorised, tmp_path):
         rp.find_label_issues(explainer, X, y)
     with pytest.raises(InputError, match="`top`"):
         rp.find_label_issues(net, X, y, top=2.5)
+
+
+def test_command_line_lists_every_route():
+    from representer.label_routes import ROUTES
+    from representer.userrun import ROUTES as CLI_ROUTES
+
+    assert tuple(ROUTES) == CLI_ROUTES

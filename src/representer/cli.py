@@ -37,13 +37,16 @@ from .userrun import (
     ISSUES_CSV,
     ISSUES_FILE,
     METHODS,
+    ROUTES,
     check_out,
+    check_recording,
     class_label,
     data_fingerprint,
     flatten,
     method_params,
     open_run,
     place,
+    recorded_checkpoints,
     select_rows,
     write_report,
     write_run,
@@ -267,6 +270,7 @@ def fit(
     device: Annotated[str, typer.Option(help="Where the network and the scoring run: cpu, cuda, …")] = "cpu",
     class_names: Annotated[str | None, typer.Option("--class-names", help="Comma-separated name of each class in the order of the model's outputs (default: sorted folder names / labels, if as many as the model's classes).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Write the run into an --out folder that holds other files (they are kept).")] = False,
+    checkpoints: Annotated[Path | None, typer.Option("--checkpoints", help="Folder of checkpoints recorded while the network trained (rp.CheckpointRecorder): `debug` then ranks labels by the training trajectory.")] = None,
 ) -> None:
     """Fit an explainer on your model and training data, and save it in a run folder."""
     from . import __version__, methods
@@ -294,6 +298,7 @@ def fit(
         steps(f"Loading the model ({Path(model).name})")
         user_model = load_model(model_spec)
         place(user_model, device)
+        recording = check_recording(checkpoints, user_model.adapter) if checkpoints is not None else None
         n_classes = user_model.adapter.n_classes
         if user_data.classes is not None:
             user_data.classes.check_classes(n_classes, "the model")
@@ -325,6 +330,7 @@ def fit(
             "n_test": int(len(test.y)) if test is not None else 0,
             "train_fingerprint": data_fingerprint(user_data.train),
             "accuracy": accuracy,
+            "checkpoints": recording,
         }
         write_run(out, explainer, info, force=force)
     table = Table(title=f"{method} fitted on {info['n_train']} training points ({info['n_test']} test)")
@@ -402,7 +408,8 @@ def explain(
 @app.command()
 def debug(
     run: RunArgument,
-    ranking: Annotated[str, typer.Option(help="'self-influence' (the method's own score) or 'cumulative' (DualView's, over the test split).")] = "self-influence",
+    method: Annotated[str, typer.Option(help=f"How to rank: 'auto' (the validated route for this model; see docs/label_issues.md), a route ({', '.join(ROUTES)}), or 'explainer' (the fitted explainer's own score, see --ranking).")] = "auto",
+    ranking: Annotated[str, typer.Option(help="With --method explainer: 'self-influence' (the method's own score) or 'cumulative' (DualView's, over the test split).")] = "self-influence",
     top: Annotated[int | None, typer.Option(min=1, help="Keep the TOP most suspicious points in the outputs (default: all).")] = None,
     show: Annotated[int, typer.Option(min=1, help="Suspicious points drawn in report.html.")] = 24,
     trust_code: TrustOption = False,
@@ -413,12 +420,23 @@ def debug(
 
     started = time.perf_counter()
     chosen = ranking.replace("-", "_")
+    if chosen != "self_influence" and method == "auto":
+        method = "explainer"
     with _working() as steps:
+        if method not in ("auto", "explainer", *ROUTES):
+            raise InputError(f"`--method` must be auto, explainer or one of {', '.join(ROUTES)}; got {method!r}.")
         opened = open_run(run, with_model=True, steps=steps, trust_code=trust_code)
         explainer = opened.explainer
-        steps(f"Ranking {explainer.n_train_} training labels by {ranking}")
-        X_test = opened.model.inputs(opened.data.split("test").X) if chosen == "cumulative" else None
-        issues = find_label_issues(explainer, ranking=chosen, X_test=X_test, top=top)  # type: ignore[arg-type]
+        if method == "explainer":
+            steps(f"Ranking {explainer.n_train_} training labels by {opened.info['method']} {ranking}")
+            X_test = opened.model.inputs(opened.data.split("test").X) if chosen == "cumulative" else None
+            issues = find_label_issues(explainer, ranking=chosen, X_test=X_test, top=top)  # type: ignore[arg-type]
+        else:
+            recording = recorded_checkpoints(opened)
+            steps(f"Ranking {explainer.n_train_} training labels ({method}"
+                  + (f", {len(recording['epochs'])} checkpoints)" if recording else ")"))
+            issues = find_label_issues(opened.model.adapter, opened.model.inputs(opened.data.train.X), opened.data.train.y,
+                                       checkpoints=recording["path"] if recording else None, method=method, top=top)
         predicted = predicted_class(explainer.model_.logits_from_features(explainer.train_features_))
         names, items = opened.data.class_names, opened.data.train.items
         rows = [
@@ -429,7 +447,8 @@ def debug(
             }
             for r, (i, s, g) in enumerate(zip(issues.indices, issues.scores, issues.given_labels))
         ]
-        record = {"method": opened.info["method"], "ranking": issues.ranking, "n_train": explainer.n_train_,
+        record = {"method": opened.info["method"], "ranking": issues.ranking, "route": issues.method,
+                  "reason": issues.reason, "caveat": issues.caveat, "n_train": explainer.n_train_,
                   "show": int(show), "issues": rows}
         write_text(run / ISSUES_FILE, json.dumps(record, indent=2))
         with atomic_open(run / ISSUES_CSV, "w", newline="") as handle:
@@ -438,7 +457,10 @@ def debug(
             writer.writerows(rows)
         steps("Writing the HTML report")
         report = write_report(opened)
-    table = Table(title=f"Most suspicious training labels ({escape(ranking)})")
+    console.print(f"Ranked by [bold]{escape(issues.method)}[/bold]: {escape(issues.reason)}.", soft_wrap=True)
+    if issues.caveat:
+        console.print(f"[yellow]caveat:[/yellow] {escape(issues.caveat)}.", soft_wrap=True)
+    table = Table(title=f"Most suspicious training labels ({escape(issues.method)})")
     for column in ("rank", "train index", "item", "given", "model", "score"):
         table.add_column(column, justify="right" if column in ("rank", "train index", "score") else "left")
     for row in rows[:10]:

@@ -6,7 +6,8 @@
     RUN/run.json                             format version, model spec (with the SHA-256 of its code  fit
                                              files), data spec (absolute paths), method, options,
                                              device, classes (ClassMapping), accuracy, data_fingerprint
-                                             of the training split, digest of the saved explainer
+                                             of the training split, digest of the saved explainer,
+                                             the checkpoint recording (path, SHA-256 of its index)
     RUN/config.json, RUN/state.safetensors   the fitted explainer (Explainer.save; no pickle)          fit
     RUN/explanations.json                    top-k training points of both signs per explained point;  explain
                                              scores test × train, positive = excitatory
@@ -75,6 +76,10 @@ METHODS: dict[str, tuple[str, tuple[str, ...]]] = {
     "similarity": ("GradientSimilarity", ()),
     "knn": ("FeatureSimilarity", ("metric", "n_neighbors")),
 }
+#: Label-ranking routes of ``representer debug --method`` (those of :mod:`representer.label_routes`,
+#: named here so that the command line does not import torch to show its help).
+ROUTES = ("trajectory-loss", "trajectory-margin", "tracin", "cross-fit", "loss", "influence", "rps-l2", "rps-lje", "dualview")
+
 #: Method option (explainer keyword) → its command-line flag, for error messages.
 OPTION_NAMES = {"lam": "--lam", "gamma": "--gamma", "damping": "--damping", "C": "--C", "seed": "--seed",
                 "hessian": "--hessian", "kind": "--kind", "metric": "--metric", "n_neighbors": "--n-neighbors"}
@@ -234,6 +239,50 @@ def check_out(folder: Path, *, force: bool) -> str:
     return state
 
 
+def check_recording(folder: Path, adapter: Any) -> dict[str, Any]:
+    """Check a checkpoint recording against the model at ``fit``; returns what run.json keeps of it.
+
+    Every checkpoint must load (hashes checked) and fit the network's architecture. Recorded: the
+    absolute path, the SHA-256 of its ``checkpoints.json`` (so ``debug`` refuses a recording changed
+    since ``fit``) and the epochs.
+    """
+    from .checkpoints import INDEX_FILE, check_architecture, load_checkpoints
+    from .models import TorchClassifier
+
+    if not isinstance(adapter, TorchClassifier):
+        raise InputError(
+            "`--checkpoints` records a network's training; a tree model's boosting rounds are its trajectory already "
+            "(`representer debug` reads them without a recording)."
+        )
+    recording = load_checkpoints(folder)
+    for checkpoint in recording:
+        check_architecture(adapter.net, checkpoint, full=True)
+    return {"path": str(Path(folder).resolve()), "index_sha256": _file_digest(Path(folder) / INDEX_FILE),
+            "epochs": [c.epoch for c in recording]}
+
+
+def recorded_checkpoints(run: Run) -> dict[str, Any] | None:
+    """The run's checkpoint recording (``None`` if ``fit`` had none), refused if it changed since ``fit``."""
+    from .checkpoints import INDEX_FILE
+
+    recording = run.info.get("checkpoints")
+    if not recording:
+        return None
+    index = Path(recording["path"]) / INDEX_FILE
+    if not index.is_file() or _file_digest(index) != recording["index_sha256"]:
+        raise StaleStateError(
+            f"The checkpoints at {recording['path']} are missing or changed since `representer fit`; fit the run again "
+            "with --checkpoints pointing at the recording."
+        )
+    return recording
+
+
+def _file_digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def write_run(folder: Path, explainer: Explainer, info: dict[str, Any], *, force: bool = False) -> None:
     """Write the fitted ``explainer`` and run.json (``info``) as the run folder ``folder``.
 
@@ -347,8 +396,12 @@ def write_report(run: Run, *, show_explanations: int | None = None, show_issues:
         )
         predictions = np.full(info["n_train"], -1, dtype=np.int64)
         predictions[issues.indices] = [r["predicted"] for r in shown]
+        route = flagged.get("route") or flagged["ranking"]
         report.add_label_issues(issues, renderer=train_items, predictions=predictions, class_names=names, top=len(shown),
-                                title="Most suspicious training labels", wide=wide)
+                                title=f"Most suspicious training labels ({route})", wide=wide)
+        if flagged.get("reason"):
+            caveat = f" Caveat: {flagged['caveat']}." if flagged.get("caveat") else ""
+            report.add_text(f"Ranked by {route}: {flagged['reason']}.{caveat}", title="How these labels were ranked")
         report.add_table(
             [{"rank": r["rank"], "train index": r["train_index"], "item": r["item"], "given": r["given_class"] or r["given_label"],
               "model": r["predicted_class"] or r["predicted"], "score": r["score"]} for r in shown],
