@@ -5,8 +5,20 @@ Sign and orientation conventions are documented once, in :mod:`representer.expla
 
 __version__ = "0.1.0"
 
+from .checkpoints import Checkpoint, CheckpointRecorder, load_checkpoints  # noqa: E402
+from .classes import ClassMapping  # noqa: E402
 from .debugging import LabelIssues, cumulative_attribution, find_label_issues  # noqa: E402
-from .errors import InputError, ModelError, NotFittedError, RepresenterError, StaleStateError  # noqa: E402
+from .errors import (  # noqa: E402
+    FileFormatError,
+    InputError,
+    ModelError,
+    NotFittedError,
+    OutputError,
+    RepresenterError,
+    RepresenterWarning,
+    StaleStateError,
+    UntrustedCodeError,
+)
 from .explanation import Explanation, TopK  # noqa: E402
 from .methods import (  # noqa: E402
     DualView,
@@ -27,12 +39,16 @@ from .methods import (  # noqa: E402
 from .models import ClassifierAdapter, Features, TorchClassifier, TreeEnsemble  # noqa: E402
 
 __all__ = [
+    "Checkpoint",
+    "CheckpointRecorder",
+    "ClassMapping",
     "ClassifierAdapter",
     "DualView",
     "Explainer",
     "Explanation",
     "FeatureSimilarity",
     "Features",
+    "FileFormatError",
     "FullModelInfluence",
     "FullModelRelatIF",
     "FullModelSimilarity",
@@ -42,17 +58,21 @@ __all__ = [
     "LabelIssues",
     "ModelError",
     "NotFittedError",
+    "OutputError",
     "RPSL2",
     "RPSLJE",
     "RandomAttribution",
     "RelatIF",
     "RepresenterError",
+    "RepresenterWarning",
     "StaleStateError",
     "TopK",
     "TorchClassifier",
     "TracInCP",
     "TreeEnsemble",
+    "UntrustedCodeError",
     "cumulative_attribution",
     "find_label_issues",
     "load",
+    "load_checkpoints",
 ]

@@ -3,6 +3,13 @@
 Only the command line lives here: the typer commands, the parsing of command-line text, the spinner
 and the printing. The run folder that ``fit`` writes and ``explain`` / ``debug`` / ``report`` read
 (its layout, opening it, writing its report) is :mod:`representer.userrun`.
+
+Every failure is printed as one line, ``error: …``, with exit code 1: a
+:class:`~representer.errors.RepresenterError` with its message (the file, the problem, the fix),
+anything else with its type and "run with --debug for the traceback" (``representer --debug …``
+shows it). Warnings of degenerate input are printed as ``warning: …`` lines. Text that comes from
+the user (paths, class names, item names, messages quoting them) is printed with rich markup
+escaped.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,22 +30,26 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .errors import InputError, RepresenterError
+from ._atomic import atomic_open, write_text
+from .errors import InputError, RepresenterError, RepresenterWarning
 from .userrun import (
     EXPLANATIONS_FILE,
     ISSUES_CSV,
     ISSUES_FILE,
     METHODS,
-    OUTPUT_FILES,
-    RUN_FILE,
+    ROUTES,
+    check_out,
+    check_recording,
     class_label,
     data_fingerprint,
     flatten,
     method_params,
     open_run,
     place,
+    recorded_checkpoints,
     select_rows,
     write_report,
+    write_run,
 )
 
 app = typer.Typer(
@@ -46,11 +58,16 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console()
+_settings = {"debug": False}
+_PACKAGE = Path(__file__).resolve().parent
 
 
 @app.callback()
-def main() -> None:
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show the full traceback of an unexpected error.")] = False,
+) -> None:
     """representer: which training examples made a classifier predict this, and which training labels are wrong."""
+    _settings["debug"] = debug
 
 
 class _StepPrinter:
@@ -63,8 +80,8 @@ class _StepPrinter:
 
     def __call__(self, message: str) -> None:
         self.finish()
-        self.current, self.started = message, time.perf_counter()
-        self.status.update(f"{message} …")
+        self.current, self.started = escape(message), time.perf_counter()
+        self.status.update(f"{self.current} …")
 
     def finish(self) -> None:
         if self.current is not None:
@@ -74,12 +91,36 @@ class _StepPrinter:
 
 @contextmanager
 def _reported_errors() -> Iterator[None]:
-    """A RepresenterError is printed as one line, ``error: …`` (no traceback), and exits with code 1."""
-    try:
-        yield
-    except RepresenterError as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(code=1) from exc
+    """Every error is printed as one line, ``error: …``, and exits with code 1; warnings as ``warning: …``.
+
+    A RepresenterError prints its message; anything else its type and message and a hint to rerun
+    with ``--debug``, which re-raises it instead (full traceback).
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RepresenterWarning)
+        warnings.simplefilter("always", RuntimeWarning)
+        try:
+            yield
+        except RepresenterError as exc:
+            _print_error(str(exc))
+            raise typer.Exit(code=1) from exc
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # the one place that turns an unexpected error into one line
+            if _settings["debug"]:
+                raise
+            _print_error(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)")
+            raise typer.Exit(code=1) from exc
+        finally:
+            for warning in caught:
+                if issubclass(warning.category, RepresenterWarning) or (
+                    issubclass(warning.category, RuntimeWarning) and Path(warning.filename).is_relative_to(_PACKAGE)
+                ):
+                    console.print(f"[yellow]warning:[/yellow] {escape(' '.join(str(warning.message).split()))}", soft_wrap=True)
+
+
+def _print_error(message: str) -> None:
+    console.print(f"[red]error:[/red] {escape(' '.join(message.split()))}", soft_wrap=True)
 
 
 @contextmanager
@@ -92,12 +133,20 @@ def _working() -> Iterator[_StepPrinter]:
 
 
 def _print_outputs(outputs: dict[str, str], started: float | None = None) -> None:
-    """One line per output, ``label: text`` with the texts aligned, then the time since ``started``."""
+    """One line per output, ``label: text`` with the texts aligned, then the time since ``started``.
+
+    ``text`` is rich markup: escape what comes from the user (:func:`_path`).
+    """
     width = max(map(len, outputs)) + 1
     for label, text in outputs.items():
         console.print(f"{label + ':':<{width}} {text}", soft_wrap=True)
     if started is not None:
         console.print(f"[dim]Done in {time.perf_counter() - started:.1f} s.[/dim]")
+
+
+def _path(path: Path) -> str:
+    """``path`` made absolute, escaped and in bold, for :func:`_print_outputs`."""
+    return f"[bold]{escape(str(path.resolve()))}[/bold]"
 
 
 @app.command()
@@ -129,7 +178,7 @@ def demo(
     for name, row in summary["detection"].items():
         table.add_row(name, *(f"{100 * row['found_at'][f]:.1f} %" for f in checkpoints))
     console.print(table)
-    _print_outputs({"Report": f"[bold]{result.report.resolve()}[/bold]", "Summary": str(result.summary_path.resolve())}, started)
+    _print_outputs({"Report": _path(result.report), "Summary": escape(str(result.summary_path.resolve()))}, started)
 
 
 @app.command()
@@ -158,7 +207,7 @@ def bench(
             network=network, dualview_C=dualview_c, n_test=n_test,
         )
     console.print((out / "table.md").read_text(), markup=False, soft_wrap=True)
-    _print_outputs({"Results": f"[bold]{out.resolve()}[/bold] [dim]({result['seconds']:.0f} s)[/dim]"})
+    _print_outputs({"Results": f"{_path(out)} [dim]({result['seconds']:.0f} s)[/dim]"})
 
 
 # ====================================================================== a user's own model and data
@@ -179,12 +228,20 @@ def _parse_indices(text: str | None, n: int, split: str) -> np.ndarray:
 
 
 def _target(text: str) -> Any:
-    if text in ("predicted", "label"):
-        return text
+    """'predicted', 'label', a class number, or a class name (checked by the explainer)."""
     try:
         return int(text)
-    except ValueError as exc:
-        raise InputError(f"`--target` must be 'predicted', 'label' or a class number; got {text!r}.") from exc
+    except ValueError:
+        return text
+
+
+def _class_names(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    names = tuple(name.strip() for name in text.split(","))
+    if not all(names):
+        raise InputError(f"`--class-names` must be comma-separated names such as cat,dog,eel; got {text!r}.")
+    return names
 
 
 @app.command()
@@ -215,9 +272,13 @@ def fit(
     n_neighbors: Annotated[int | None, typer.Option("--n-neighbors", help="knn: neighbours of its label-noise score (default 10).")] = None,
     seed: Annotated[int | None, typer.Option(help="dualview: seed of the coordinate ascent (default 0).")] = None,
     device: Annotated[str, typer.Option(help="Where the network and the scoring run: cpu, cuda, …")] = "cpu",
+    class_names: Annotated[str | None, typer.Option("--class-names", help="Comma-separated name of each class in the order of the model's outputs (default: sorted folder names / labels, if as many as the model's classes).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Write the run into an --out folder that holds other files (they are kept).")] = False,
+    checkpoints: Annotated[Path | None, typer.Option("--checkpoints", help="Folder of checkpoints recorded while the network trained (rp.CheckpointRecorder): `debug` then ranks labels by the training trajectory.")] = None,
 ) -> None:
     """Fit an explainer on your model and training data, and save it in a run folder."""
     from . import __version__, methods
+    from .classes import ClassMapping
     from .userdata import DataSpec, load_data
     from .usermodel import ModelSpec, load_model
 
@@ -226,21 +287,30 @@ def fit(
              "metric": metric, "n_neighbors": n_neighbors, "seed": seed}
     with _working() as steps:
         class_name, params = method_params(method, given)
+        check_out(out, force=force)
+        explainer = getattr(methods, class_name)(None, device=device, **params)
+        explainer.validate_params()
         data_spec = DataSpec(
             path=str(data), test_path=str(test_data) if test_data else None, labels=str(labels) if labels else None,
             test_labels=str(test_labels) if test_labels else None, x_key=x_key, y_key=y_key, label_column=label_column,
             feature_columns=tuple(s.strip() for s in feature_columns.split(",")) if feature_columns else None,
-            text_column=text_column,
+            text_column=text_column, class_names=_class_names(class_names),
         ).resolved()
-        model_spec = ModelSpec(str(model), str(weights) if weights else None, head, tree_features, encoder).resolved()
+        model_spec = ModelSpec(str(model), str(weights) if weights else None, head, tree_features, encoder).resolved().with_code()
         steps(f"Loading the data ({data.name})")
         user_data = load_data(data_spec)
         steps(f"Loading the model ({Path(model).name})")
         user_model = load_model(model_spec)
         place(user_model, device)
+        recording = check_recording(checkpoints, user_model.adapter) if checkpoints is not None else None
+        n_classes = user_model.adapter.n_classes
+        if user_data.classes is not None:
+            user_data.classes.check_classes(n_classes, "the model")
+        classes = ClassMapping.class_ids(n_classes) if user_data.classes is None else user_data.classes
         test = user_data.test
         steps(f"Fitting {method} on {len(user_data.train.y)} training points")
-        explainer = getattr(methods, class_name)(user_model.adapter, device=device, **params)
+        explainer.model = user_model.adapter
+        explainer.class_names = None if user_data.classes is None else list(classes.names)
         X_train = user_model.inputs(user_data.train.X)
         if method in ("rps-l2", "rps-lje") and test is not None:
             explainer.fit(X_train, user_data.train.y, eval_X=user_model.inputs(test.X))
@@ -251,7 +321,6 @@ def fit(
         if test is not None:
             accuracy["test"] = float((adapter.predict(user_model.inputs(test.X)) == test.y).mean())
         steps(f"Saving the run to {out}")
-        explainer.save(out)
         info = {
             "representer": __version__,
             "method": method,
@@ -260,28 +329,32 @@ def fit(
             "model": model_spec.to_dict(),
             "data": data_spec.to_dict(),
             "kind": user_data.kind,
-            "class_names": list(user_data.class_names) if user_data.class_names is not None else None,
+            "classes": classes.to_dict(),
             "n_train": int(len(user_data.train.y)),
             "n_test": int(len(test.y)) if test is not None else 0,
             "train_fingerprint": data_fingerprint(user_data.train),
             "accuracy": accuracy,
+            "checkpoints": recording,
         }
-        (out / RUN_FILE).write_text(json.dumps(info, indent=2))
-        for stale in OUTPUT_FILES:
-            (out / stale).unlink(missing_ok=True)
+        write_run(out, explainer, info, force=force)
     table = Table(title=f"{method} fitted on {info['n_train']} training points ({info['n_test']} test)")
     table.add_column("quantity")
     table.add_column("value", justify="right")
     for split, value in accuracy.items():
         table.add_row(f"model accuracy ({split})", f"{100 * value:.1f} %")
     for name, value in flatten(explainer.fit_report_).items():
-        table.add_row(name, f"{value:.4g}" if isinstance(value, float) else str(value))
+        table.add_row(escape(name), f"{value:.4g}" if isinstance(value, float) else escape(str(value)))
     console.print(table)
-    _print_outputs({"Run": f"[bold]{out.resolve()}[/bold]  next: [bold]representer explain {out}[/bold] or "
-                           f"[bold]representer debug {out}[/bold]"}, started)
+    shown = escape(str(out))
+    _print_outputs({"Run": f"{_path(out)}  next: [bold]representer explain {shown}[/bold] or [bold]representer debug {shown}[/bold]"},
+                   started)
 
 
 RunArgument = Annotated[Path, typer.Argument(help="Run folder written by `representer fit`.")]
+TrustOption = Annotated[
+    bool,
+    typer.Option("--trust-code", help="Import the model's code even if it is not the code `fit` ran (changed, or elsewhere)."),
+]
 
 
 @app.command()
@@ -292,11 +365,12 @@ def explain(
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Training points kept per sign.")] = 10,
     target: Annotated[str, typer.Option(help="Class explained: 'predicted', 'label' or a class number.")] = "predicted",
     show: Annotated[int, typer.Option(min=1, help="Explained points drawn in report.html.")] = 6,
+    trust_code: TrustOption = False,
 ) -> None:
     """Explain points with a fitted run: writes explanations.json and report.html into the run folder."""
     started = time.perf_counter()
     with _working() as steps:
-        opened = open_run(run, with_model=True, steps=steps)
+        opened = open_run(run, with_model=True, steps=steps, trust_code=trust_code)
         points = opened.data.split(split)
         rows = _parse_indices(test_indices, len(points.y), split)
         steps(f"Explaining {rows.size} {split} point{'s' * (rows.size != 1)} (top {top_k} of each sign)")
@@ -307,7 +381,7 @@ def explain(
         record = {
             "method": opened.info["method"],
             "split": split,
-            "top_k": int(top_k),
+            "top_k": explanation.meta["top_k"],
             "target": target,
             "show": int(show),
             "sign": "positive = excitatory (raises the explained class); scores are test × train",
@@ -322,25 +396,27 @@ def explain(
                 for r, t in enumerate(rows)
             ],
         }
-        (run / EXPLANATIONS_FILE).write_text(json.dumps(record, indent=2))
+        write_text(run / EXPLANATIONS_FILE, json.dumps(record, indent=2))
         steps("Writing the HTML report")
         report = write_report(opened)
     first = record["rows"][0]
     console.print(
         f"{split} point {first['index']} ({first['item']}), explained class {first['explained_class']}"
         f"{' · ' + first['explained_class_name'] if first['explained_class_name'] else ''}: most excitatory training points "
-        f"{first['excitatory']['indices'][:5]}, most inhibitory {first['inhibitory']['indices'][:5]}"
+        f"{first['excitatory']['indices'][:5]}, most inhibitory {first['inhibitory']['indices'][:5]}",
+        markup=False,
     )
-    _print_outputs({"Explanations": f"[bold]{(run / EXPLANATIONS_FILE).resolve()}[/bold]",
-                    "Report": f"[bold]{report.resolve()}[/bold]"}, started)
+    _print_outputs({"Explanations": _path(run / EXPLANATIONS_FILE), "Report": _path(report)}, started)
 
 
 @app.command()
 def debug(
     run: RunArgument,
-    ranking: Annotated[str, typer.Option(help="'self-influence' (the method's own score) or 'cumulative' (DualView's, over the test split).")] = "self-influence",
+    method: Annotated[str, typer.Option(help=f"How to rank: 'auto' (the validated route for this model; see docs/label_issues.md), a route ({', '.join(ROUTES)}), or 'explainer' (the fitted explainer's own score, see --ranking).")] = "auto",
+    ranking: Annotated[str, typer.Option(help="With --method explainer: 'self-influence' (the method's own score) or 'cumulative' (DualView's, over the test split).")] = "self-influence",
     top: Annotated[int | None, typer.Option(min=1, help="Keep the TOP most suspicious points in the outputs (default: all).")] = None,
     show: Annotated[int, typer.Option(min=1, help="Suspicious points drawn in report.html.")] = 24,
+    trust_code: TrustOption = False,
 ) -> None:
     """Rank training labels by suspicion: writes label_issues.json, label_issues.csv and report.html."""
     from .debugging import find_label_issues
@@ -348,12 +424,23 @@ def debug(
 
     started = time.perf_counter()
     chosen = ranking.replace("-", "_")
+    if chosen != "self_influence" and method == "auto":
+        method = "explainer"
     with _working() as steps:
-        opened = open_run(run, with_model=True, steps=steps)
+        if method not in ("auto", "explainer", *ROUTES):
+            raise InputError(f"`--method` must be auto, explainer or one of {', '.join(ROUTES)}; got {method!r}.")
+        opened = open_run(run, with_model=True, steps=steps, trust_code=trust_code)
         explainer = opened.explainer
-        steps(f"Ranking {explainer.n_train_} training labels by {ranking}")
-        X_test = opened.model.inputs(opened.data.split("test").X) if chosen == "cumulative" else None
-        issues = find_label_issues(explainer, ranking=chosen, X_test=X_test, top=top)  # type: ignore[arg-type]
+        if method == "explainer":
+            steps(f"Ranking {explainer.n_train_} training labels by {opened.info['method']} {ranking}")
+            X_test = opened.model.inputs(opened.data.split("test").X) if chosen == "cumulative" else None
+            issues = find_label_issues(explainer, ranking=chosen, X_test=X_test, top=top)  # type: ignore[arg-type]
+        else:
+            recording = recorded_checkpoints(opened)
+            steps(f"Ranking {explainer.n_train_} training labels ({method}"
+                  + (f", {len(recording['epochs'])} checkpoints)" if recording else ")"))
+            issues = find_label_issues(opened.model.adapter, opened.model.inputs(opened.data.train.X), opened.data.train.y,
+                                       checkpoints=recording["path"] if recording else None, method=method, top=top)
         predicted = predicted_class(explainer.model_.logits_from_features(explainer.train_features_))
         names, items = opened.data.class_names, opened.data.train.items
         rows = [
@@ -364,24 +451,27 @@ def debug(
             }
             for r, (i, s, g) in enumerate(zip(issues.indices, issues.scores, issues.given_labels))
         ]
-        record = {"method": opened.info["method"], "ranking": issues.ranking, "n_train": explainer.n_train_,
+        record = {"method": opened.info["method"], "ranking": issues.ranking, "route": issues.method,
+                  "reason": issues.reason, "caveat": issues.caveat, "n_train": explainer.n_train_,
                   "show": int(show), "issues": rows}
-        (run / ISSUES_FILE).write_text(json.dumps(record, indent=2))
-        with (run / ISSUES_CSV).open("w", newline="") as handle:
+        write_text(run / ISSUES_FILE, json.dumps(record, indent=2))
+        with atomic_open(run / ISSUES_CSV, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
         steps("Writing the HTML report")
         report = write_report(opened)
-    table = Table(title=f"Most suspicious training labels ({ranking})")
+    console.print(f"Ranked by [bold]{escape(issues.method)}[/bold]: {escape(issues.reason)}.", soft_wrap=True)
+    if issues.caveat:
+        console.print(f"[yellow]caveat:[/yellow] {escape(issues.caveat)}.", soft_wrap=True)
+    table = Table(title=f"Most suspicious training labels ({escape(issues.method)})")
     for column in ("rank", "train index", "item", "given", "model", "score"):
         table.add_column(column, justify="right" if column in ("rank", "train index", "score") else "left")
     for row in rows[:10]:
         table.add_row(str(row["rank"]), str(row["train_index"]), escape(row["item"]), escape(row["given_class"] or str(row["given_label"])),
                       escape(row["predicted_class"] or str(row["predicted"])), f"{row['score']:.4g}")
     console.print(table)
-    _print_outputs({"Label issues": f"[bold]{(run / ISSUES_CSV).resolve()}[/bold] (and .json)",
-                    "Report": f"[bold]{report.resolve()}[/bold]"}, started)
+    _print_outputs({"Label issues": f"{_path(run / ISSUES_CSV)} (and .json)", "Report": _path(report)}, started)
 
 
 @app.command()
@@ -395,4 +485,4 @@ def report(
         opened = open_run(run, with_model=False, steps=steps)
         steps("Writing the HTML report")
         path = write_report(opened, show_explanations=show_explanations, show_issues=show_issues)
-    _print_outputs({"Report": f"[bold]{path.resolve()}[/bold]"})
+    _print_outputs({"Report": _path(path)})

@@ -26,13 +26,19 @@ from .solvers.softmax_head import fit_softmax_head
 DEFAULT_LAM = 1e-3
 
 
-def fold_ids(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """Stratified fold id of each point: each class's points are shuffled and dealt round-robin."""
-    rng = np.random.default_rng(seed)
+def fold_ids(phi: np.ndarray, y: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Stratified fold id of each point, independent of the order of the rows.
+
+    Within each class the points are sorted by a seeded random projection of their features,
+    ``φ_i · u`` with ``u ~ N(0, I)``, and dealt round-robin; so a point's fold depends on its content
+    and its class, not on where it sits in the data (reordering the rows reorders the scores).
+    """
+    u = np.random.default_rng(seed).normal(size=phi.shape[1])
+    key = phi @ u
     ids = np.empty(len(y), dtype=np.int64)
     for label in np.unique(y):
         members = np.flatnonzero(y == label)
-        ids[rng.permutation(members)] = np.arange(members.size) % folds
+        ids[members[np.argsort(key[members], kind="stable")]] = np.arange(members.size) % folds
     return ids
 
 
@@ -50,12 +56,14 @@ def crossfit_probabilities(phi: np.ndarray, y: np.ndarray, n_outputs: int, *, fo
     z = (phi - mean) / np.where(std > 0, std, 1.0)
     x = hm.append_ones(torch.as_tensor(z, dtype=torch.float64))
     targets = hm.one_hot_targets(torch.as_tensor(y), n_outputs)
-    ids = fold_ids(y, int(folds), seed)
+    ids = fold_ids(phi, y, int(folds), seed)
     n_classes = 2 if n_outputs == 1 else n_outputs
     held_out = np.zeros((len(y), n_classes))
+    theta = None
     for k in range(int(folds)):
         train, test = torch.as_tensor(ids != k), torch.as_tensor(ids == k)
-        theta = fit_softmax_head(x[train], targets[train], lam, tol=1e-8, max_iter=50).x
+        # each fold starts from the previous fold's head: the folds share (K−2)/(K−1) of their data
+        theta = fit_softmax_head(x[train], targets[train], lam, theta0=theta, tol=1e-8, max_iter=50).x
         p = hm.probabilities(hm.logits(x[test], theta)).numpy()
         held_out[ids == k] = np.column_stack([1 - p[:, 0], p[:, 0]]) if n_outputs == 1 else p
     return held_out

@@ -5,8 +5,8 @@ For checkpoints ``c = 1 … C`` of a network (or boosting stages of a tree ensem
 
 * the loss ``ℓ_i(c) = −log p_{i,y_i}(c)`` (softmax; binary heads: ``log(1 + e^{−s})`` with the signed
   logit ``s = ±z``);
-* the margin ``m_i(c) = z_{y_i} − max_{k≠y_i} z_k`` (binary: ``2s``, the gap between the logits
-  ``z`` and ``−z`` of the two classes), as in area-under-the-margin (Pleiss et al. 2020);
+* the margin ``m_i(c) = z_{y_i} − max_{k≠y_i} z_k`` (binary: ``s``, the log-odds of the given label),
+  as in area-under-the-margin (Pleiss et al. 2020);
 * the squared residual ``‖r_i(c)‖² = ‖p_i(c) − e_{y_i}‖²`` and, for networks, the head input's
   squared norm ``‖φ̃_i(c)‖²`` (with the bias's 1 when the head has a bias), whose product is the
   squared norm of the head's loss gradient ``‖∇_Θ ℓ_i‖² = ‖r_i‖² ‖φ̃_i‖²``.
@@ -87,7 +87,7 @@ class Trajectory:
 def label_statistics(logits: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(loss, margin, ‖p − e_y‖²)`` of each row of ``logits`` ``(n, K)`` on the labels ``y`` (float64).
 
-    ``K = 1`` is a binary sigmoid head: class 1 has logit ``z`` and class 0 has ``−z``.
+    ``K = 1`` is a binary sigmoid head, ``p(1) = σ(z)``: the signed logit ``s = ±z`` is the log-odds of the label.
     """
     z = torch.as_tensor(np.asarray(logits, dtype=np.float64))
     labels = torch.as_tensor(np.asarray(y, dtype=np.int64))
@@ -95,7 +95,7 @@ def label_statistics(logits: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.
         s = torch.where(labels == 1, z[:, 0], -z[:, 0])
         loss = torch.nn.functional.softplus(-s)
         residual = torch.sigmoid(z[:, 0]) - labels.to(torch.float64)
-        return loss.numpy(), (2 * s).numpy(), (residual * residual).numpy()
+        return loss.numpy(), s.numpy(), (residual * residual).numpy()
     rows = torch.arange(z.shape[0])
     log_p = torch.log_softmax(z, dim=1)
     loss = -log_p[rows, labels]

@@ -45,6 +45,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .._atomic import write_text, write_with
 from .._validation import check_positive
 from ..datasets import TrainTestSplit, load_digits, load_fashion_mnist, load_fashion_mnist_subset, load_mnist_subset
 from ..debugging import find_label_issues
@@ -246,7 +247,7 @@ def _trained_model(
     )
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+        write_with(path, lambda name: save_file({k: v.contiguous() for k, v in net.state_dict().items()}, name))
     return net, {"cache": None if path is None else str(path), "cached": False, "train_seconds": time.perf_counter() - start}
 
 
@@ -525,10 +526,10 @@ def _run_all(dataset: str, methods: Sequence[str], out_dir: Path, **options: Any
     parts = {name: run_suite(name, dataset, methods, out_dir / name, **options) for name in SUITES_IN_ALL}
     out_dir.mkdir(parents=True, exist_ok=True)
     tables = [f"## {name}\n\n" + (out_dir / name / "table.md").read_text() for name in SUITES_IN_ALL]
-    (out_dir / "table.md").write_text("\n".join(tables))
+    write_text(out_dir / "table.md", "\n".join(tables))
     out = {"suite": "all", "dataset": dataset, "suites": {k: str(out_dir / k / "results.json") for k in parts}}
     out["seconds"] = time.perf_counter() - started
-    (out_dir / "results.json").write_text(json.dumps(out, indent=2))
+    write_text(out_dir / "results.json", json.dumps(out, indent=2))
     return out
 
 
@@ -590,13 +591,13 @@ def write_outputs(out: dict[str, Any], folder: Path) -> None:
     import matplotlib.pyplot as plt
 
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "results.json").write_text(json.dumps(out, indent=2, default=float))
+    write_text(folder / "results.json", json.dumps(out, indent=2, default=float))
     config = out["config"]
     title = (
         f"DualView suite on {out['dataset']}" + (" (quick)" if out["quick"] else "")
         + f": {out['n_train']} train / {out['n_test']} test, {config['network']} ({config['epochs']} epochs, seed {config['seed']})"
     )
-    (folder / "table.md").write_text(f"{title}\n\n{markdown_table(out)}\n{diagnostics_text(out)}\n{cost_table(out)}")
+    write_text(folder / "table.md", f"{title}\n\n{markdown_table(out)}\n{diagnostics_text(out)}\n{cost_table(out)}")
     metrics, methods = out["metrics"], out["methods"]
     width = 0.8 / len(methods)
     fig, ax = plt.subplots(figsize=(2.2 * len(metrics) + 2, 4))
@@ -609,5 +610,5 @@ def write_outputs(out: dict[str, Any], folder: Path) -> None:
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, ncol=3)
     fig.tight_layout()
-    fig.savefig(folder / "table2.png", dpi=120)
+    write_with(folder / "table2.png", lambda name: fig.savefig(name, dpi=120, format="png"))
     plt.close(fig)

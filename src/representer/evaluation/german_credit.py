@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from .._atomic import write_text, write_with
 from ..datasets import load_german_credit
 from ..errors import InputError
 from ..methods import RPSL2, RPSLJE, DualView, InfluenceFunction, RandomAttribution, RelatIF
@@ -376,7 +377,7 @@ def plot_curves(results: list[dict[str, Any]], folder: Path, fractions: Sequence
         ax.legend(fontsize=8)
         fig.tight_layout()
         path = folder / filename
-        fig.savefig(path, dpi=110)
+        write_with(path, lambda name: fig.savefig(name, dpi=110, format="png"))
         plt.close(fig)
         paths.append(path)
     return paths
@@ -417,9 +418,9 @@ def run_lje_suite(
     }
     out["seconds"] = time.perf_counter() - started
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(json.dumps(out, indent=2, default=float))
+    write_text(out_dir / "results.json", json.dumps(out, indent=2, default=float))
     splits = "a random split each" if random_splits else "the reference split"
     title = f"RPS-LJE German Credit data debugging{' (quick)' if quick else ''}: XGBoost, 30 % of the labels flipped, {repeats} repeats ({splits})"
-    (out_dir / "table.md").write_text(f"{title}\n\n{markdown_tables(results, fractions)}\n\n{power_table(results)}\n")
+    write_text(out_dir / "table.md", f"{title}\n\n{markdown_tables(results, fractions)}\n\n{power_table(results)}\n")
     plot_curves(results, out_dir, fractions)
     return out

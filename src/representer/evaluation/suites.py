@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from .. import head as hm
+from .._atomic import write_text, write_with
 from ..errors import ModelError
 from ..methods import RPSL2, RPSLJE, InfluenceFunction, RandomAttribution, RelatIF
 from ..models import Features
@@ -264,9 +265,9 @@ def write_suite_outputs(out: dict[str, Any], folder: Path) -> None:
     import matplotlib.pyplot as plt
 
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "results.json").write_text(json.dumps(out, indent=2, default=float))
+    write_text(folder / "results.json", json.dumps(out, indent=2, default=float))
     if out["suite"] == "relatif":
-        (folder / "table.md").write_text(relatif_table(out))
+        write_text(folder / "table.md", relatif_table(out))
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
         names = list(out["results"])
         for ax, key, label in ((axes[0], "cardinality", "union size"), (axes[1], "probability", "mean p(y_i|x_i)")):
@@ -278,7 +279,7 @@ def write_suite_outputs(out: dict[str, Any], folder: Path) -> None:
         fig.suptitle(f"RelatIF Table 1 on {out['dataset']}", fontsize=10)
         name = "relatif.png"
     else:
-        (folder / "table.md").write_text(rps_table(out))
+        write_text(folder / "table.md", rps_table(out))
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
         x = 100 * np.asarray(out["fractions"])
         for method, c in out["curves"].items():
@@ -293,7 +294,7 @@ def write_suite_outputs(out: dict[str, Any], folder: Path) -> None:
         fig.suptitle(f"RPS §4.1 data debugging on {out['dataset']} (mean of {out['task']['splits']} splits)", fontsize=10)
         name = "rps_debugging.png"
     fig.tight_layout()
-    fig.savefig(folder / name, dpi=110)
+    write_with(folder / name, lambda file: fig.savefig(file, dpi=110, format="png"))
     plt.close(fig)
 
 

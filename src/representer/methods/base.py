@@ -17,23 +17,26 @@ dense attribution, persistence — lives here once. Sign and orientation: see
 from __future__ import annotations
 
 import inspect
-import json
-import platform
+import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from .. import __version__
-from .._validation import as_labels, check_device
+from .._params import Constraint, Device, NoneValue, Options, Strings, check_value, constraints_of, positive, validate_params
+from .._validation import check_device
+from ..classes import ClassMapping
 from ..engine import BilinearKernel, EngineOptions, TestFactors, dense, stream_blocks
 from ..engine import top_k as engine_top_k
-from ..errors import InputError, NotFittedError, RepresenterError, StaleStateError
+from ..errors import FileFormatError, InputError, NotFittedError, RepresenterWarning
 from ..explanation import Explanation, TopK
 from ..models import ClassifierAdapter, as_adapter, predicted_class
-from ..models.base import array_fingerprint
+from .. import __version__
+from . import persistence
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -46,10 +49,25 @@ class Explainer(ABC):
         test_batch_size: test rows scored at once.
         device: ``"cpu"``, ``"cuda"`` … where scoring runs (head math runs there too, in float64).
         dtype: ``"float32"`` (default) or ``"float64"`` for bulk scoring.
+        class_names: the name of each class in the order of the model's outputs. With it, ``y``
+            may hold names (``"cat"``) as well as ids; without it, string labels are numbered in
+            sorted order, and only if they name as many classes as the model has
+            (:class:`~representer.ClassMapping`). Recorded as ``classes_``, saved and checked.
+
+    Every hyper-parameter is checked against the class's ``_parameter_constraints`` table
+    (:mod:`representer._params`) when ``fit`` starts, before any work: a bad value raises
+    :class:`~representer.errors.InputError` and a failed ``fit`` leaves the explainer as it was.
     """
 
     name: ClassVar[str] = "explainer"
     _fitted_arrays: ClassVar[tuple[str, ...]] = ()
+    _parameter_constraints: ClassVar[dict[str, list[Constraint]]] = {
+        "block_size": [positive(int)],
+        "test_batch_size": [positive(int)],
+        "device": [Device()],
+        "dtype": [Options(("float32", "float64"))],
+        "class_names": [NoneValue(), Strings(unique=True)],
+    }
 
     def __init__(
         self,
@@ -59,12 +77,14 @@ class Explainer(ABC):
         test_batch_size: int = 1024,
         device: str = "cpu",
         dtype: str = "float32",
+        class_names: Sequence[str] | None = None,
     ) -> None:
         self.model = model
         self.block_size = block_size
         self.test_batch_size = test_batch_size
         self.device = device
         self.dtype = dtype
+        self.class_names = class_names
 
     # ------------------------------------------------------------------ parameters
     @classmethod
@@ -80,6 +100,16 @@ class Explainer(ABC):
     def get_params(self) -> dict[str, Any]:
         """Hyper-parameters as passed to ``__init__`` (without the model)."""
         return {name: getattr(self, name) for name in self._param_names()}
+
+    @classmethod
+    def parameter_constraints(cls) -> dict[str, list[Constraint]]:
+        """What each hyper-parameter accepts: this class's ``_parameter_constraints`` merged with its bases'."""
+        return constraints_of(cls)
+
+    def validate_params(self) -> None:
+        """Check every hyper-parameter against :meth:`parameter_constraints`; raise :class:`InputError` otherwise."""
+        validate_params(type(self).__name__, self.get_params(), self.parameter_constraints())
+        check_device(self.device)
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
@@ -104,13 +134,49 @@ class Explainer(ABC):
     # ------------------------------------------------------------------ fitting
     def fit(self, X: Any, y: Any) -> "Explainer":
         """Compute training features once and fit the method's train-side state. Returns ``self``."""
-        self.model_: ClassifierAdapter = as_adapter(self.model)
-        phi = self.model_.features(X)
-        self.y_ = as_labels(y, "y", n=phi.shape[0], n_classes=self.model_.n_classes)
-        self.train_features_ = phi
-        self._fit(phi, self.y_)
-        self._finish_fit()
+        with self._fitting() as adapter:
+            self.model_: ClassifierAdapter = adapter
+            phi = adapter.features(X)
+            self.y_ = self._labels(y, phi.shape[0])
+            self.train_features_ = phi
+            self._fit(phi, self.y_)
+            self._finish_fit()
         return self
+
+    @contextmanager
+    def _fitting(self) -> Iterator[ClassifierAdapter]:
+        """Validate the hyper-parameters, then yield the adapter; on any error restore the explainer as it was."""
+        self.validate_params()
+        adapter = as_adapter(self.model)
+        self._check_model(adapter)
+        before = dict(self.__dict__)
+        try:
+            yield adapter
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+
+    def _check_model(self, adapter: ClassifierAdapter) -> None:
+        """Refuse a model the method cannot explain with these hyper-parameters (before any work); a hook."""
+
+    def _labels(self, y: Any, n: int) -> np.ndarray:
+        """Record ``classes_`` and return ``y`` as class ids, warning about degenerate training sets."""
+        n_classes = self.model_.n_classes
+        self.classes_ = ClassMapping.for_labels(y, n_classes, self.class_names)
+        labels = self.classes_.encode(y, "y")
+        if labels.shape[0] != n:
+            raise InputError(f"`y` has {labels.shape[0]} labels but the data has {n} rows; pass one label per row.")
+        if n == 1:
+            warnings.warn("Only one training point: every explanation is that point.", RepresenterWarning, stacklevel=4)
+        elif np.unique(labels).size == 1:
+            warnings.warn(
+                f"Every training label is class {labels[0]} ({self.classes_.name(int(labels[0]))}): one class cannot "
+                "show which labels are wrong, and methods that use the labels see no contrast between classes.",
+                RepresenterWarning,
+                stacklevel=4,
+            )
+        return labels
 
     def _finish_fit(self) -> None:
         self.kernel_ = self._build_kernel().to(check_device(self.device), self.options.dtype)
@@ -148,20 +214,30 @@ class Explainer(ABC):
 
     # ------------------------------------------------------------------ explaining
     def resolve_target(self, target: Any, phi: np.ndarray, y: Any = None) -> np.ndarray:
-        """Class explained per test point: ``"predicted"``, ``"label"`` (needs ``y``), an int or an array."""
+        """Class explained per test point: ``"predicted"``, ``"label"`` (needs ``y``), a class id or name, or an array."""
         m = phi.shape[0]
-        n_classes = self.model_.n_classes
-        if isinstance(target, str):
-            if target == "predicted":
-                return predicted_class(self.model_.logits_from_features(phi))
-            if target == "label":
-                if y is None:
-                    raise InputError("`target='label'` needs the test labels: pass `y=` to explain/attribute.")
-                return as_labels(y, "y", n=m, n_classes=n_classes)
-            raise InputError(f"`target` must be 'predicted', 'label', an int or an array; got {target!r}.")
+        if isinstance(target, str) and target == "predicted":
+            return predicted_class(self.model_.logits_from_features(phi))
+        if isinstance(target, str) and target == "label":
+            if y is None:
+                raise InputError("`target='label'` needs the test labels: pass `y=` to explain/attribute.")
+            return self._encode(y, "y", m)
+        if isinstance(target, (str, bool, np.bool_)) and target not in self.classes_.names:
+            raise InputError(
+                f"`target` must be 'predicted', 'label', a class id, a class name or an array; got {target!r} "
+                f"(class names: {list(self.classes_.names)[:6]})."
+            )
         if np.isscalar(target):
-            return as_labels(np.full(m, target), "target", n=m, n_classes=n_classes)
-        return as_labels(target, "target", n=m, n_classes=n_classes)
+            target = [target] * m
+        return self._encode(target, "target", m)
+
+    def _encode(self, labels: Any, what: str, m: int) -> np.ndarray:
+        if isinstance(labels, torch.Tensor):
+            labels = labels.detach().cpu().numpy()
+        ids = self.classes_.encode(labels, what)
+        if ids.shape[0] != m:
+            raise InputError(f"`{what}` has {ids.shape[0]} entries but `X` has {m} rows; pass one per row.")
+        return ids
 
     def _prepare(self, X: Any, target: Any, y: Any) -> tuple[np.ndarray, TestFactors]:
         self._check_fitted()
@@ -171,16 +247,23 @@ class Explainer(ABC):
 
     def explain(self, X: Any, top_k: int = 10, target: Any = "predicted", y: Any = None) -> Explanation:
         """Top-``k`` excitatory and inhibitory training points for each row of ``X``."""
-        if int(top_k) < 1:
-            raise InputError(f"`top_k` must be a positive integer; got {top_k!r}.")
+        k = int(check_value(top_k, "top_k", [positive(int)]))
+        self._check_fitted()
+        if k > self.n_train_:
+            warnings.warn(
+                f"top_k={k} exceeds the {self.n_train_} training points; each side lists all {self.n_train_}.",
+                RepresenterWarning,
+                stacklevel=2,
+            )
+            k = self.n_train_
         tgt, test = self._prepare(X, target, y)
-        exc_i, exc_s, inh_i, inh_s = engine_top_k(self.kernel_, test, int(top_k), self.options)
+        exc_i, exc_s, inh_i, inh_s = engine_top_k(self.kernel_, test, k, self.options)
         return Explanation(
             excitatory=TopK(exc_i, exc_s),
             inhibitory=TopK(inh_i, inh_s),
             target=tgt,
             method=self.name,
-            meta={"top_k": int(top_k), "params": _jsonable(self.get_params())},
+            meta={"top_k": k, "params": persistence.jsonable(self.get_params())},
         )
 
     def attribute(self, X: Any, target: Any = "predicted", y: Any = None) -> np.ndarray:
@@ -198,60 +281,70 @@ class Explainer(ABC):
         self._check_fitted()
         return np.asarray(self._self_influence(), dtype=np.float64)
 
-    # ------------------------------------------------------------------ persistence
-    def save(self, path: str | Path) -> Path:
-        """Write the fitted explainer to a folder: ``state.safetensors`` + ``config.json`` (no pickle)."""
-        from safetensors.numpy import save_file
+    def ranking_tiebreak(self) -> np.ndarray | None:
+        """A secondary score ``(n,)`` ordering points whose :meth:`self_influence` ties (larger first), or ``None``.
 
+        Methods whose self-influence takes few distinct values (DualView's points at the bound) give
+        one, so that a label ranking never falls back to index order.
+        """
+        return None
+
+    # ------------------------------------------------------------------ persistence
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The fitted arrays a save holds: training features, labels and the method's ``_fitted_arrays``."""
         self._check_fitted()
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
         arrays = {"train_features_": self.train_features_, "y_": self.y_}
         arrays.update({name: getattr(self, name) for name in self._fitted_arrays})
-        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(folder / "state.safetensors"))
-        config = {
-            "class": type(self).__name__,
-            "params": _jsonable(self.get_params()),
-            "fit_report_": _jsonable(getattr(self, "fit_report_", {})),
-            "model_fingerprint": self.model_.fingerprint(),
-            "data_fingerprint": array_fingerprint(self.train_features_, self.y_),
-            "versions": _versions(),
-        }
-        (folder / "config.json").write_text(json.dumps(config, indent=2))
-        return folder
+        return arrays
+
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted explainer to a folder: ``state.safetensors`` + ``config.json`` (no pickle).
+
+        The folder is replaced as a whole and atomically: a save that fails or is killed leaves the
+        previous one loadable. It must be new, empty, or a previous save (other files are refused,
+        never deleted). Fingerprints of the model, every array and every parameter are written with
+        it; see :mod:`representer.methods.persistence`.
+        """
+        self._check_fitted()
+        return persistence.save_explainer(self, path)
 
     @classmethod
     def _restore(cls, model: Any, config: dict, arrays: dict[str, np.ndarray]) -> "Explainer":
-        explainer = cls(model, **config["params"])
+        try:
+            explainer = cls(model, **config["params"])
+            explainer.validate_params()
+        except (TypeError, InputError) as exc:
+            raise FileFormatError(
+                f"The saved parameters of {cls.__name__} are not valid for this version of representer ({exc}); fit the "
+                "explainer again."
+            ) from exc
         explainer.model_ = as_adapter(model)
-        if explainer.model_.fingerprint() != config["model_fingerprint"]:
-            raise StaleStateError(
-                "The saved explainer was fitted on a different model (head weights differ); refit it on this "
-                "model, or load it with the model it was fitted on."
-            )
+        persistence.check_model(config, explainer.model_)
         for name, value in arrays.items():
             setattr(explainer, name, value)
-        if array_fingerprint(explainer.train_features_, explainer.y_) != config["data_fingerprint"]:
-            raise StaleStateError("The saved training features do not match their fingerprint; the file is corrupt.")
-        explainer.fit_report_ = config.get("fit_report_", {})
+        explainer.classes_ = ClassMapping.from_dict(config["classes"])
+        explainer.classes_.check_classes(explainer.model_.n_classes)
+        explainer.fit_report_ = config["fit_report_"]
         explainer._finish_fit()
         return explainer
 
 
-def load(path: str | Path, model: Any) -> Explainer:
+def load(path: str | Path, model: Any, *, class_names: Sequence[str] | None = None) -> Explainer:
     """Load an explainer saved with :meth:`Explainer.save`, attached to ``model``.
 
-    ``model`` must be the model the explainer was fitted on: its head is fingerprinted and a
-    different one is refused with :class:`~representer.errors.StaleStateError`.
+    ``model`` must be the model the explainer was fitted on: every parameter and buffer of a
+    network (not only its head), a booster's trees, are fingerprinted, and any difference is refused
+    with :class:`~representer.errors.StaleStateError` naming what differs. So are fitted arrays or
+    parameters edited since the save. ``class_names``, when given, must equal the saved ones. A
+    damaged file or one from a newer major format raises :class:`~representer.errors.FileFormatError`.
     """
-    from safetensors.numpy import load_file
-
     folder = Path(path)
-    if not (folder / "config.json").exists():
-        raise RepresenterError(f"No saved explainer at {folder} (missing config.json).")
-    config = json.loads((folder / "config.json").read_text())
-    arrays = load_file(str(folder / "state.safetensors"))
-    return _explainer_class(config["class"])._restore(model, config, arrays)
+    config = persistence.read_config(folder)
+    arrays = persistence.read_state(folder)
+    persistence.check_arrays(config, arrays, folder)
+    explainer = _explainer_class(config["class"])._restore(model, config, arrays)
+    persistence.check_classes(explainer.classes_, class_names)
+    return explainer
 
 
 def _explainer_class(name: str) -> type[Explainer]:
@@ -263,20 +356,6 @@ def _explainer_class(name: str) -> type[Explainer]:
         if klass.__name__ == name:
             return klass
         pending.extend(klass.__subclasses__())
-    raise RepresenterError(f"The saved explainer class {name!r} is not known to this version of representer.")
-
-
-def _versions() -> dict[str, str]:
-    return {"representer": __version__, "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()}
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value
+    raise FileFormatError(
+        f"The saved explainer class {name!r} is not known to representer {__version__}; upgrade representer, or fit again."
+    )

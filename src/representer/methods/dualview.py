@@ -42,9 +42,8 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import torch
 
-from .._validation import check_positive
+from .._params import Options, non_negative, positive
 from ..engine import CoefficientKernel, TestFactors
-from ..errors import InputError
 from ..solvers.crammer_singer import solve_crammer_singer
 from .base import Explainer
 
@@ -78,6 +77,15 @@ class DualView(Explainer):
 
     name = "dualview"
     _fitted_arrays: ClassVar[tuple[str, ...]] = ("beta_", "alpha_", "weight_", "mean_", "inv_scale_")
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "C": [positive(float)],
+        "convention": [Options(("shark", "textbook"))],
+        "tol": [positive(float)],
+        "max_epochs": [positive(int)],
+        "seed": [non_negative(int)],
+        "eps": [non_negative(float)],
+        "self_influence_mode": [Options(_SELF_INFLUENCE_MODES)],
+    }
 
     def __init__(
         self,
@@ -103,9 +111,7 @@ class DualView(Explainer):
 
     # ------------------------------------------------------------------ fitting
     def _fit(self, phi: np.ndarray, y: np.ndarray) -> None:
-        eps = check_positive(self.eps, "eps", allow_zero=True)
-        if self.self_influence_mode not in _SELF_INFLUENCE_MODES:
-            raise InputError(f"`self_influence_mode` must be one of {_SELF_INFLUENCE_MODES}; got {self.self_influence_mode!r}.")
+        eps = float(self.eps)
         self.mean_ = phi.mean(axis=0)
         std = phi.std(axis=0)
         kept = std > eps * (1.0 + np.abs(self.mean_))
@@ -122,7 +128,9 @@ class DualView(Explainer):
         self.weight_ = result.weight
         surrogate_pred = np.argmax(Z @ result.weight.T, axis=1)
         model_pred = self.resolve_target("predicted", phi)
+        at_bound = np.isclose(result.alpha.sum(axis=1), float(self.C), rtol=1e-9, atol=0.0)
         self.fit_report_ = {
+            "at_bound_fraction": float(at_bound.mean()),
             "solver_seconds": seconds,
             "epochs": result.n_iter,
             "kkt_violation": result.kkt_violation,
@@ -151,6 +159,20 @@ class DualView(Explainer):
     def _test_factors(self, phi: np.ndarray, target: np.ndarray) -> TestFactors:
         out = torch.as_tensor(np.asarray(target, dtype=np.int64))
         return TestFactors({"x": torch.as_tensor(self.standardize(phi))}, out, torch.ones(len(out), dtype=torch.float64))
+
+    def ranking_tiebreak(self) -> np.ndarray:
+        """Negated surrogate margin ``−(w_{y_i} − max_{c≠y_i} w_c)ᵀ z_i``, ``(n,)``: orders tied self-influence.
+
+        Every point at the bound has the same ``Σ_c |β_ic| = 2C``; among them, the one the surrogate
+        classifies worst (deepest margin violation, ``ξ_i`` largest) is the most suspicious. Points
+        with ``β_i = 0`` are ordered by how close they are to the margin.
+        """
+        self._check_fitted()
+        scores = self.train_z() @ self.weight_.T
+        rows = np.arange(scores.shape[0])
+        own = scores[rows, self.y_]
+        scores[rows, self.y_] = -np.inf
+        return -(own - scores.max(axis=1))
 
     def _self_influence(self) -> np.ndarray:
         if self.self_influence_mode == "coefs":

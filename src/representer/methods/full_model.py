@@ -41,7 +41,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._validation import as_labels, check_positive
+from .._params import Boolean, NoneValue, Options, Strings, non_negative, positive
+from .._validation import check_positive
 from ..engine import CoefficientKernel, TestFactors
 from ..errors import InputError, ModelError, StaleStateError
 from ..fullmodel.curvature import Curvature, CurvatureKind
@@ -74,9 +75,14 @@ class _FullModelExplainer(Explainer):
     (default: all trainable parameters); ``compute_dtype`` — precision of gradients and solves.
     """
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "params": [NoneValue(), Strings()],
+        "compute_dtype": [Options(("float32", "float64"))],
+    }
+
     def __init__(self, model: Any, *, params: Sequence[str] | None = None, compute_dtype: str = "float64", **engine: Any) -> None:
         super().__init__(model, **engine)
-        self.params = None if params is None else list(params)
+        self.params = params
         self.compute_dtype = compute_dtype
 
     # ------------------------------------------------------------------ network access
@@ -108,24 +114,25 @@ class _FullModelExplainer(Explainer):
     # ------------------------------------------------------------------ fitting
     def fit(self, X: Any, y: Any) -> "_FullModelExplainer":
         """Compute per-example training gradients of the whole network and the method's train-side state."""
-        self.model_ = self._adapter()
-        self._network_cache = None
-        self._gradient_cache = None
-        network = self.network()
-        logits = network.logits(X, self.model_.batch_size)
-        self.y_ = as_labels(y, "y", n=logits.shape[0], n_classes=self.model_.n_classes)
-        self.train_features_ = logits
-        self._data = LabelledData(X, self.y_, self.model_.batch_size)
-        self.fit_report_ = {}
-        self._fit(logits, self.y_)
-        self.fit_report_.update(
-            {
-                "n_params": network.params.n_params,
-                "gradient_route": self._gradients().route,
-                "parameter_fingerprint": parameter_fingerprint(self.model_.net),
-            }
-        )
-        self._finish_fit()
+        with self._fitting():
+            self.model_ = self._adapter()
+            self._network_cache = None
+            self._gradient_cache = None
+            network = self.network()
+            logits = network.logits(X, self.model_.batch_size)
+            self.y_ = self._labels(y, logits.shape[0])
+            self.train_features_ = logits
+            self._data = LabelledData(X, self.y_, self.model_.batch_size)
+            self.fit_report_ = {}
+            self._fit(logits, self.y_)
+            self.fit_report_.update(
+                {
+                    "n_params": network.params.n_params,
+                    "gradient_route": self._gradients().route,
+                    "parameter_fingerprint": parameter_fingerprint(self.model_.net),
+                }
+            )
+            self._finish_fit()
         return self
 
     @classmethod
@@ -198,6 +205,21 @@ class FullModelInfluence(_FullModelExplainer):
     """
 
     name = "influence_full"
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "hessian": [Options(_BACKENDS)],
+        "damping": [non_negative(float)],
+        "curvature": [Options(("ggn", "hessian"))],
+        "denominators": [Options(("auto", "backend", "ekfac"))],
+        "cg_tol": [positive(float)],
+        "cg_max_iter": [positive(int)],
+        "lissa_depth": [positive(int)],
+        "lissa_scale": [NoneValue(), positive(float)],
+        "lissa_repeats": [positive(int)],
+        "lissa_batch_size": [NoneValue(), positive(int)],
+        "lissa_tol": [positive(float)],
+        "ekfac_samples": [NoneValue(), positive(int)],
+        "seed": [non_negative(int)],
+    }
 
     def __init__(
         self,
@@ -258,6 +280,9 @@ class FullModelInfluence(_FullModelExplainer):
         return super().save(path)
 
     # ------------------------------------------------------------------ fitting
+    def _check_model(self, adapter: Any) -> None:
+        self._validate()
+
     def _validate(self) -> float:
         if self.hessian not in _BACKENDS:
             raise InputError(f"`hessian` must be one of {_BACKENDS}; got {self.hessian!r}.")
@@ -394,6 +419,7 @@ class FullModelRelatIF(FullModelInfluence):
     """
 
     name = "relatif_full"
+    _parameter_constraints: ClassVar[dict[str, list]] = {"kind": [Options(("theta", "loss"))]}
 
     def __init__(self, model: Any, *, kind: Literal["theta", "loss"] = "theta", **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
@@ -445,6 +471,12 @@ class FullModelSimilarity(_FullModelExplainer):
 
     name = "sim_full"
     _fitted_arrays: ClassVar[tuple[str, ...]] = ("vectors_", "gradient_norms_")
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "projection_dim": [NoneValue(), positive(int)],
+        "projection": [Options(("gaussian", "rademacher"))],
+        "seed": [non_negative(int)],
+        "cosine": [Boolean()],
+    }
 
     def __init__(
         self,
@@ -526,6 +558,11 @@ class TracInCP(_FullModelExplainer):
     _fitted_arrays: ClassVar[tuple[str, ...]] = (
         "vectors_", "checkpoints_", "checkpoint_context_", "learning_rates_", "train_self_influence_",
     )
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "projection_dim": [NoneValue(), positive(int)],
+        "projection": [Options(("gaussian", "rademacher"))],
+        "seed": [non_negative(int)],
+    }
 
     def __init__(
         self,

@@ -51,13 +51,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 
 from .. import head as hm
-from .._validation import check_positive
+from .._params import Options, non_negative
 from ..engine import BilinearKernel, GradientKernel, KroneckerKernel, TestFactors
 from ..errors import InputError, RepresenterError
 from .base import Explainer
@@ -243,6 +243,10 @@ class InfluenceFunction(Explainer):
     """
 
     name = "influence"
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "hessian": [Options(("exact", "kfac", "ekfac", "identity"))],
+        "damping": [non_negative(float)],
+    }
 
     def __init__(self, model: Any, *, hessian: HessianName = "exact", damping: float = 1e-3, **engine: Any) -> None:
         super().__init__(model, **engine)
@@ -254,14 +258,16 @@ class InfluenceFunction(Explainer):
         names = tuple(f"hessian_{f.name}_" for f in fields(_backend(self.hessian)))  # type: ignore[arg-type]
         return ("residuals_", "train_self_influence_", "inverse_gradient_norms_", *names)
 
-    def _fit(self, phi: np.ndarray, y: np.ndarray) -> None:
-        backend = _backend(self.hessian)
-        damping = check_positive(self.damping, "damping", allow_zero=True)
-        if damping == 0 and self.model_.n_outputs > 1 and self.hessian != "identity":
+    def _check_model(self, adapter: Any) -> None:
+        if self.damping == 0 and adapter.n_outputs > 1 and self.hessian != "identity":
             raise InputError(
                 "`damping` must be > 0 for a softmax head: its Hessian is singular along shifts of all logits "
                 "(use the head's L2 coefficient, or e.g. 1e-3)."
             )
+
+    def _fit(self, phi: np.ndarray, y: np.ndarray) -> None:
+        backend = _backend(self.hessian)
+        damping = float(self.damping)
         x = self._train_tilde()
         p = hm.probabilities(hm.logits(x, self._theta()))
         r = p - hm.one_hot_targets(torch.as_tensor(y, device=x.device), self.model_.n_outputs)

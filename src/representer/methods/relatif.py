@@ -24,11 +24,11 @@ training point with a zero gradient then scores 0).
 from __future__ import annotations
 
 import warnings
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from ..errors import InputError
+from .._params import Options
 from .influence import HessianName, InfluenceFunction
 
 #: Denominator floor, as in dattri's ``relatif_method``.
@@ -49,6 +49,7 @@ class RelatIF(InfluenceFunction):
     """
 
     name = "relatif"
+    _parameter_constraints: ClassVar[dict[str, list]] = {"kind": [Options(("theta", "loss"))]}
 
     def __init__(
         self,
@@ -67,8 +68,6 @@ class RelatIF(InfluenceFunction):
         return (*super()._fitted_arrays, "denominators_")
 
     def _fit(self, phi: np.ndarray, y: np.ndarray) -> None:
-        if self.kind not in ("theta", "loss"):
-            raise InputError(f"`kind` must be 'theta' (θ-RelatIF) or 'loss' (ℓ-RelatIF); got {self.kind!r}.")
         super()._fit(phi, y)
         if self.kind == "theta":
             raw = self.inverse_gradient_norms_

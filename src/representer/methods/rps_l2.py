@@ -38,9 +38,9 @@ import numpy as np
 import torch
 
 from .. import head as hm
-from .._validation import check_positive
+from .._params import Options, non_negative, positive
 from ..engine import CoefficientKernel, TestFactors
-from ..errors import InputError, ModelError
+from ..errors import ModelError
 from ..models.trees import TreeEnsemble
 from ..solvers.softmax_head import fit_softmax_head
 from .base import Explainer
@@ -70,6 +70,13 @@ class RPSL2(Explainer):
 
     name = "rps_l2"
     _fitted_arrays: ClassVar[tuple[str, ...]] = ("alpha_", "theta_", "teacher_")
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "lam": [positive(float)],
+        "tol": [non_negative(float)],
+        "max_iter": [positive(int)],
+        "self_influence_mode": [Options(("label", "teacher"))],
+        "refit": [Options(("teacher", "labels"))],
+    }
 
     def __init__(
         self,
@@ -91,13 +98,14 @@ class RPSL2(Explainer):
 
     def fit(self, X: Any, y: Any, *, eval_X: Any = None) -> "RPSL2":
         """Refit the head and compute α. ``eval_X`` (optional) adds test-set fidelity to ``fit_report_``."""
-        super().fit(X, y)
-        if eval_X is not None:
-            self.fit_report_["eval"] = self.fidelity(eval_X)
+        with self._fitting():
+            super().fit(X, y)
+            if eval_X is not None:
+                self.fit_report_["eval"] = self.fidelity(eval_X)
         return self
 
-    def _fit(self, phi: np.ndarray, y: np.ndarray) -> None:
-        if isinstance(self.model_, TreeEnsemble):
+    def _check_model(self, adapter: Any) -> None:
+        if isinstance(adapter, TreeEnsemble):
             raise ModelError(
                 "RPS-L2 does not apply to tree ensembles: it refits the head with an L2 penalty, but a booster's "
                 "head (weight 1 per tree plus the base margin) is not the optimum of any L2-regularised loss, so the "
@@ -106,11 +114,9 @@ class RPSL2(Explainer):
                 "the TreeEnsemble; to study the refit anyway, pass Features(trees.weight, trees.bias) and "
                 "trees.features(X)."
             )
-        lam = check_positive(self.lam, "lam")
-        if self.self_influence_mode not in ("label", "teacher"):
-            raise InputError(f"`self_influence_mode` must be 'label' or 'teacher'; got {self.self_influence_mode!r}.")
-        if self.refit not in ("teacher", "labels"):
-            raise InputError(f"`refit` must be 'teacher' (Eq. 4, the model's outputs) or 'labels' (Eq. 3); got {self.refit!r}.")
+
+    def _fit(self, phi: np.ndarray, y: np.ndarray) -> None:
+        lam = float(self.lam)
         x = self._train_tilde()
         theta_given = self._theta()
         if self.refit == "labels":

@@ -55,7 +55,7 @@ import numpy as np
 import torch
 
 from .. import head as hm
-from .._validation import check_positive
+from .._params import non_negative
 from ..engine import ClassFactorKernel, TestFactors
 from ..models import predicted_class
 from .base import Explainer
@@ -85,6 +85,7 @@ class RPSLJE(Explainer):
 
     name = "rps_lje"
     _fitted_arrays: ClassVar[tuple[str, ...]] = ("weights_", "theta_star_")
+    _parameter_constraints: ClassVar[dict[str, list]] = {"gamma": [non_negative(float)], "damping": [non_negative(float)]}
 
     def __init__(self, model: Any, *, gamma: float = 0.01, damping: float = 1e-8, **engine: Any) -> None:
         super().__init__(model, **engine)
@@ -93,9 +94,10 @@ class RPSLJE(Explainer):
 
     def fit(self, X: Any, y: Any, *, eval_X: Any = None) -> "RPSLJE":
         """Compute ``Θ*`` and every ``W_i``. ``eval_X`` (optional) adds test-set fidelity to ``fit_report_``."""
-        super().fit(X, y)
-        if eval_X is not None:
-            self.fit_report_["eval"] = self.fidelity(eval_X)
+        with self._fitting():
+            super().fit(X, y)
+            if eval_X is not None:
+                self.fit_report_["eval"] = self.fidelity(eval_X)
         return self
 
     # ------------------------------------------------------------------ head inputs
@@ -111,8 +113,7 @@ class RPSLJE(Explainer):
 
     # ------------------------------------------------------------------ fitting
     def _fit(self, phi: np.ndarray, y: np.ndarray) -> None:
-        gamma = check_positive(self.gamma, "gamma", allow_zero=True)
-        damping = check_positive(self.damping, "damping", allow_zero=True)
+        gamma, damping = float(self.gamma), float(self.damping)
         x = self._head_inputs(phi)
         theta_model = self._head_theta()
         k = theta_model.shape[0]

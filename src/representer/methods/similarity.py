@@ -36,14 +36,16 @@ reports the debugging score the baseline naturally offers (larger = more suspici
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 
+from .._params import Boolean, Options, positive
 from ..engine import CoefficientKernel, TestFactors
 from ..engine import top_k as engine_top_k
-from ..errors import InputError
+from ..errors import InputError, RepresenterWarning
 from .base import Explainer
 from .common import output_and_sign
 
@@ -70,6 +72,7 @@ class GradientSimilarity(Explainer):
 
     name = "sim"
     _fitted_arrays: ClassVar[tuple[str, ...]] = ("coef_",)
+    _parameter_constraints: ClassVar[dict[str, list]] = {"cosine": [Boolean()]}
 
     def __init__(self, model: Any, *, cosine: bool = False, **engine: Any) -> None:
         super().__init__(model, **engine)
@@ -80,8 +83,6 @@ class GradientSimilarity(Explainer):
         return np.concatenate([phi, np.ones((phi.shape[0], 1))], axis=1) if self.model_.has_bias else phi
 
     def _fit(self, phi: np.ndarray, y: np.ndarray) -> None:
-        if not isinstance(self.cosine, bool):
-            raise InputError(f"`cosine` must be True or False; got {self.cosine!r}.")
         norms = np.linalg.norm(self._head_inputs(phi), axis=1)
         inverse_norms = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
         n = phi.shape[0]
@@ -118,6 +119,7 @@ class FeatureSimilarity(Explainer):
 
     name = "knn"
     _fitted_arrays: ClassVar[tuple[str, ...]] = ("center_",)
+    _parameter_constraints: ClassVar[dict[str, list]] = {"metric": [Options(_METRICS)], "n_neighbors": [positive(int)]}
 
     def __init__(
         self, model: Any, *, metric: Literal["cosine", "dot", "l2"] = "cosine", n_neighbors: int = 10, **engine: Any
@@ -127,11 +129,18 @@ class FeatureSimilarity(Explainer):
         self.n_neighbors = n_neighbors
 
     def _fit(self, phi: np.ndarray, y: np.ndarray) -> None:
-        if self.metric not in _METRICS:
-            raise InputError(f"`metric` must be one of {_METRICS}; got {self.metric!r}.")
-        if int(self.n_neighbors) != self.n_neighbors or not 1 <= self.n_neighbors < phi.shape[0]:
+        if self.n_neighbors >= phi.shape[0]:
             raise InputError(
                 f"`n_neighbors` must be an integer in [1, n_train − 1] = [1, {phi.shape[0] - 1}]; got {self.n_neighbors!r}."
+            )
+        counts = np.bincount(y, minlength=self.model_.n_classes)
+        small = [int(c) for c in np.flatnonzero(counts) if counts[c] <= self.n_neighbors]
+        if small:
+            warnings.warn(
+                f"Classes {small[:5]} have at most n_neighbors={self.n_neighbors} training points, so their points "
+                "always have neighbours of other classes and the label-noise score ranks them as suspicious.",
+                RepresenterWarning,
+                stacklevel=4,
             )
         self.center_ = phi.mean(axis=0) if self.metric == "l2" else np.zeros(phi.shape[1])
         self.fit_report_ = {"metric": self.metric}

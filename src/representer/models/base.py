@@ -67,11 +67,25 @@ class ClassifierAdapter(ABC):
         """Predicted classes for ``X``."""
         return predicted_class(self.logits(X))
 
+    def parameter_hashes(self) -> dict[str, str]:
+        """A content hash of each named part of the model (here the head's weight and bias).
+
+        Adapters that know more of the model add its other parts (a network's every parameter and
+        buffer, a booster's trees), so a saved explainer can name what changed.
+        """
+        return {
+            "head.weight": array_fingerprint(np.asarray(self.weight, dtype=np.float64)),
+            "head.bias": array_fingerprint(np.asarray(self.bias, dtype=np.float64)),
+        }
+
     def fingerprint(self) -> str:
-        """A short hash of the head weights, used to refuse a saved explainer loaded on another model."""
+        """A short hash of the whole model (every part of :meth:`parameter_hashes`).
+
+        Used to refuse a saved explainer, cache or store loaded with another model.
+        """
         h = hashlib.blake2b(digest_size=12)
-        h.update(np.ascontiguousarray(self.weight, dtype=np.float64).tobytes())
-        h.update(np.ascontiguousarray(self.bias, dtype=np.float64).tobytes())
+        for name, digest in sorted(self.parameter_hashes().items()):
+            h.update(f"{name}={digest};".encode())
         return h.hexdigest()
 
 

@@ -76,6 +76,12 @@ class TorchClassifier(ClassifierAdapter):
     def has_bias(self) -> bool:  # type: ignore[override]
         return self.head.bias is not None
 
+    def parameter_hashes(self) -> dict[str, str]:
+        """A hash of every parameter and buffer of the network (the body, not only the head), and the head's name."""
+        hashes = {name: tensor_fingerprint(t) for name, t in self.net.state_dict().items()}
+        hashes["head"] = self.head_name
+        return hashes
+
     def features(self, X: Any) -> np.ndarray:
         """φ(X) as a float64 ``(n, D)`` array (cached by input content for arrays and tensors)."""
         if self.net.training:
@@ -174,6 +180,13 @@ class TorchClassifier(ClassifierAdapter):
         )
 
 
+def tensor_fingerprint(tensor: torch.Tensor) -> str:
+    """A short content hash of a tensor: its dtype, shape and exact bytes (any dtype, any device)."""
+    flat = tensor.detach().cpu().contiguous().reshape(-1)
+    data = flat.view(torch.uint8).numpy() if flat.numel() else np.zeros(0, np.uint8)
+    return array_fingerprint(np.frombuffer(f"{tensor.dtype}{tuple(tensor.shape)}".encode(), np.uint8), data)
+
+
 def _resolve_head(net: nn.Module, head: str | None) -> tuple[str, nn.Linear]:
     if head is not None:
         try:
@@ -224,9 +237,14 @@ def _iterate_batches(X: Any, batch_size: int, show_progress: bool) -> Iterator[A
     else:
         if isinstance(X, np.ndarray) and X.dtype.kind not in "fiub":
             raise InputError(f"`X` must be numeric; got dtype {X.dtype}.")
-        tensor = X if isinstance(X, torch.Tensor) else torch.as_tensor(np.asarray(X))
+        tensor = X if isinstance(X, torch.Tensor) else torch.as_tensor(np.ascontiguousarray(X))
         if tensor.ndim == 0 or tensor.shape[0] == 0:
             raise InputError(f"`X` is empty (shape {tuple(tensor.shape)}); pass at least one example.")
+        if tensor.ndim == 1:
+            raise InputError(
+                f"`X` is 1-dimensional (shape {tuple(tensor.shape)}), but inputs are rows first: pass X[None] for a "
+                "single example, or X[:, None] for a column of scalar inputs."
+            )
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise InputError("`X` contains NaN or infinite values; clean or impute them first.")
         batches = (tensor[s : s + batch_size] for s in range(0, tensor.shape[0], batch_size))

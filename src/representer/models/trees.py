@@ -178,13 +178,10 @@ class TreeEnsemble(ClassifierAdapter):
             return np.column_stack([1.0 - p, p])
         return softmax(logits, axis=1)
 
-    def fingerprint(self) -> str:
-        """Hash of the head, the feature kind and the model's dump (trees with equal heads differ)."""
-        h = hashlib.blake2b(digest_size=12)
-        h.update(super().fingerprint().encode())
-        h.update(self.feature_kind.encode())
-        h.update(self._forest.digest)
-        return h.hexdigest()
+    def parameter_hashes(self) -> dict[str, str]:
+        """Hashes of the head, the feature kind and the model's dump (trees with equal heads differ)."""
+        trees = hashlib.blake2b(self._forest.digest, digest_size=12).hexdigest()
+        return {**super().parameter_hashes(), "features": self.feature_kind, "trees": trees}
 
     def _head(self, leaf_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         forest, m = self._forest, self.n_trees

@@ -30,6 +30,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .. import __version__
+from .._atomic import write_text
 from ..debugging import LabelIssues
 from ..errors import InputError
 from ..evaluation.metrics import DetectionCurve
@@ -509,8 +510,5 @@ class Report:
         )
 
     def write(self, path: str | Path) -> Path:
-        """Write the report to ``path`` (parent folders are created) and return the path."""
-        out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(self.to_html(), encoding="utf-8")
-        return out
+        """Write the report to ``path`` atomically (parent folders are created) and return the path."""
+        return write_text(path, self.to_html())
