@@ -1,6 +1,7 @@
 """The DualView Table-2 suite: four explanation-quality metrics × the head-level methods.
 
-``run_suite`` trains one :class:`~representer.zoo.SmallCNN` per setting (spec §4.4):
+``run_suite`` trains one network per setting (spec §4.4) — a :class:`~representer.zoo.SmallCNN`, or the
+paper's :class:`~representer.zoo.BasicConv` with the reference recipe (:data:`NETWORKS`):
 
 =============  ==========================================  ==========================================
 setting        training data                               metric
@@ -14,7 +15,7 @@ setting        training data                               metric
 =============  ==========================================  ==========================================
 
 and explains it with every method on the penultimate features (head-level versions): DV
-(DualView, C = 1e-3), IF (exact head Hessian, damping 1e-3), RPS-L2 (λ = 3e-3), RPS-LJE, RelatIF
+(DualView, its default ``C="auto"`` unless ``dualview_C`` is given), IF (exact head Hessian, damping 1e-3), RPS-L2 (λ = 3e-3), RPS-LJE, RelatIF
 (θ, damping 1e-3), SIM (head gradient similarity), kNN (cosine on φ), RAND. ``SIM-rp`` is the
 paper's SIM-rp over **all** parameters (:class:`~representer.methods.FullModelSimilarity`): logit
 gradients of the whole CNN on the raw images, projected to 128 dimensions by one seeded Gaussian
@@ -25,7 +26,10 @@ label-poisoning column (flagged points first, then by ``1 − p(y_i|x_i)``).
 
 Every test point is explained for the model's predicted class. Trained models are cached as
 safetensors state dicts under ``cache_dir`` keyed by a hash of everything that determines them;
-corruptions are seeded and their indices recorded in the results. Outputs in ``out_dir``:
+corruptions are seeded and their indices recorded in the results; so are each model's accuracies, the
+marked model's confidence on its marked images (:func:`_marked_confidence`) and DV's support-vector
+shares per setting. :func:`plan_suite`, :func:`build_setting` and :func:`setting_metrics` are the
+steps, for benchmarks that reuse the trained settings (``benchmarks/dualview_c_tradeoff.py``). Outputs in ``out_dir``:
 ``results.json``, ``table.md`` and ``table2.png`` (grouped bar chart). The quick suite runs with one
 torch thread (:data:`QUICK_TORCH_THREADS`). ``run_suite`` also dispatches the ``rps`` / ``relatif``
 suites (:mod:`representer.evaluation.suites`) and ``lje`` (:mod:`representer.evaluation.german_credit`).
@@ -341,7 +345,7 @@ def _dualview_diagnostics(explainer: DualView) -> dict[str, float]:
     """Share of training points that are support vectors and share at the bound ``Σ_c α_ic = C`` (margin violators)."""
     sparsity = explainer.sparsity_report_
     n = explainer.n_train_
-    return {"C": float(explainer.C), "support_fraction": sparsity["support_fraction"], "at_bound_fraction": sparsity["n_at_bound"] / n,
+    return {"C": explainer.C_, "support_fraction": sparsity["support_fraction"], "at_bound_fraction": sparsity["n_at_bound"] / n,
             "solver_seconds": explainer.fit_report_["solver_seconds"], "converged": bool(explainer.fit_report_["converged"])}
 
 
