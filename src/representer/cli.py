@@ -263,7 +263,7 @@ def fit(
     feature_columns: Annotated[str | None, typer.Option("--feature-columns", help="Comma-separated input columns of a table (default: all but the label).")] = None,
     text_column: Annotated[str | None, typer.Option("--text-column", help="Text column of a CSV / Parquet table of texts.")] = None,
     lam: Annotated[float | None, typer.Option(help="rps-l2: L2 coefficient λ of the refit head (default 0.003).")] = None,
-    c: Annotated[float | None, typer.Option("--C", "--c", help="dualview: SVM regularisation C (default 0.001).")] = None,
+    c: Annotated[float | None, typer.Option("--C", "--c", help="dualview: SVM regularisation C (default: 12 / n, the number of training points; the paper used 0.001 at n = 60,000).")] = None,
     gamma: Annotated[float | None, typer.Option(help="rps-lje: step size of the ascent step (default 0.01).")] = None,
     damping: Annotated[float | None, typer.Option(help="rps-lje / influence / relatif: Hessian damping.")] = None,
     hessian: Annotated[str | None, typer.Option(help="influence / relatif: exact | kfac | ekfac | identity (default exact).")] = None,
