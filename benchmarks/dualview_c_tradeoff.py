@@ -81,6 +81,9 @@ def markdown(per_seed: list[dict], grid: tuple[float, ...]) -> str:
         for column in COLUMNS:
             values = np.array([s["rows"][C].get(column, np.nan) for s in per_seed], dtype=np.float64)
             digits = 2 if column == "solver_seconds" else 3
+            if np.all(np.isnan(values)):
+                cells.append("—")  # a setting left out with --settings
+                continue
             cells.append(f"{values.mean():.{digits}f}" + (f" ± {values.std():.{digits}f}" if len(values) > 1 else ""))
         lines.append(f"| {C:g} | {C * n:g} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
