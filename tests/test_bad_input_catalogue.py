@@ -609,12 +609,12 @@ def test_damaged_explanations_are_left_out_of_a_report_with_a_warning(world: Wor
 
 
 def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(world: World, tmp_path: Path, monkeypatch) -> None:
-    import representer.cli as cli
+    import representer.userrun as userrun
 
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(cli, "write_report", boom)
+    monkeypatch.setattr(userrun, "write_report", boom)  # the commands import it when they run
     copied_run()(tmp_path, world)
     before = snapshot(tmp_path / "run")
     result, text = invoke("report", tmp_path / "run")

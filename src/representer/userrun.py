@@ -66,41 +66,6 @@ RUN_FORMAT = (2, 0)
 _RUN_KEYS = ("format_version", "method", "params", "device", "model", "data", "classes", "n_train", "n_test",
              "train_fingerprint", "accuracy", "explainer_digest")
 
-#: Method name on the command line → (explainer class, the method options it accepts).
-METHODS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "rps-l2": ("RPSL2", ("lam",)),
-    "rps-lje": ("RPSLJE", ("gamma", "damping")),
-    "dualview": ("DualView", ("C", "seed")),
-    "influence": ("InfluenceFunction", ("hessian", "damping")),
-    "relatif": ("RelatIF", ("kind", "hessian", "damping")),
-    "similarity": ("GradientSimilarity", ()),
-    "knn": ("FeatureSimilarity", ("metric", "n_neighbors")),
-}
-#: Label-ranking routes of ``representer debug --method`` (those of :mod:`representer.label_routes`,
-#: named here so that the command line does not import torch to show its help).
-ROUTES = ("trajectory-loss", "trajectory-margin", "tracin", "cross-fit", "loss", "influence", "rps-l2", "rps-lje", "dualview")
-
-#: Method option (explainer keyword) → its command-line flag, for error messages.
-OPTION_NAMES = {"lam": "--lam", "gamma": "--gamma", "damping": "--damping", "C": "--C", "seed": "--seed",
-                "hessian": "--hessian", "kind": "--kind", "metric": "--metric", "n_neighbors": "--n-neighbors"}
-
-
-def method_params(method: str, given: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The explainer class name of ``method`` and the options of ``given`` that were set (not None).
-
-    An unknown method, or a set option that ``method`` does not accept, raises :class:`InputError`.
-    """
-    if method not in METHODS:
-        raise InputError(f"`--method` must be one of {', '.join(METHODS)}; got {method!r}.")
-    class_name, accepted = METHODS[method]
-    chosen = {k: v for k, v in given.items() if v is not None}
-    foreign = [OPTION_NAMES[k] for k in chosen if k not in accepted]
-    if foreign:
-        takes = ", ".join(OPTION_NAMES[k] for k in accepted) or "no method options"
-        raise InputError(f"{', '.join(foreign)} does not apply to --method {method} (it takes {takes}).")
-    return class_name, chosen
-
-
 def data_fingerprint(split: Split) -> str:
     """A content hash of a split's inputs and labels (texts: their NUL-joined UTF-8 bytes)."""
     from .models.base import array_fingerprint

@@ -230,16 +230,29 @@ def blockwise_forms(inverse: InverseHessian, r: Tensor, x: Tensor) -> tuple[Tens
 class InfluenceFunction(Explainer):
     """Influence of training points on the test loss, ``I(t, i) = g_tᵀH⁻¹g_i`` (positive = helpful).
 
-    Args:
-        model: a :class:`~representer.TorchClassifier`, :class:`~representer.Features` or ``nn.Module``.
-        hessian: ``"exact"``, ``"ekfac"``, ``"kfac"`` or ``"identity"`` (see the module docstring).
-        damping: ``λ`` added to the Hessian. Set it to the head's L2 coefficient (objective
-            ``mean loss + (λ/2)‖Θ‖²``) to make ``H`` the true Hessian; softmax heads need ``λ > 0``.
-            Not used by ``"identity"``.
+    Parameters
+    ----------
+    model : TorchClassifier, Features or nn.Module
+        The classifier to explain (an ``nn.Module`` is wrapped in :class:`~representer.TorchClassifier`).
+    hessian : {"exact", "ekfac", "kfac", "identity"}, default "exact"
+        How ``H`` is represented and inverted: exactly (Cholesky), by Kronecker factors (K-FAC, or EK-FAC with
+        eigenvalue corrections), or as the identity (plain gradient dot products).
+    damping : float, default 0.001
+        ``λ`` added to the Hessian. Set it to the head's L2 coefficient (objective ``mean loss + (λ/2)‖Θ‖²``)
+        to make ``H`` the true Hessian; softmax heads need ``λ > 0``. Not used by ``"identity"``.
+    **engine
+        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names`` (see :class:`Explainer`).
 
-    Fitted attributes: ``residuals_`` ``(n, K)`` (``r_i``), ``train_self_influence_``
-    ``(n,)`` (``g_iᵀH⁻¹g_i``), ``inverse_gradient_norms_`` ``(n,)`` (``‖H⁻¹g_i‖``, which is ``n ‖Δθ‖``
-    of leave-one-out to first order), and the backend's tensors as ``hessian_<name>_``.
+    Attributes
+    ----------
+    residuals_ : ndarray of shape (n, K)
+        The ``r_i``.
+    train_self_influence_ : ndarray of shape (n,)
+        ``g_iᵀH⁻¹g_i``.
+    inverse_gradient_norms_ : ndarray of shape (n,)
+        ``‖H⁻¹g_i‖``, which is ``n ‖Δθ‖`` of leave-one-out to first order.
+    hessian_<name>_ : Tensor
+        The backend's tensors.
     """
 
     name = "influence"

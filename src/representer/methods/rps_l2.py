@@ -50,22 +50,38 @@ from .common import class_columns, output_and_sign
 class RPSL2(Explainer):
     """Representer Point Selection with an L2-regularised head refit.
 
-    Args:
-        model: a :class:`~representer.TorchClassifier`, :class:`~representer.Features` or ``nn.Module``.
-        lam: the L2 strength λ (default 0.003, as in every reference implementation).
-        tol: stop when the Frobenius norm of the refit's gradient is ≤ ``tol``.
-        max_iter: Newton iterations at most.
-        self_influence_mode: ``"label"`` ranks by ``|α_{i,y_i}|`` (paper, quanda); ``"teacher"`` by
-            the teacher-weighted ``Σ_c q_ic |α_ic|`` of the released RPS code.
-        refit: ``"teacher"`` (Eq. (4): fit the model's own probabilities, for explanations) or
-            ``"labels"`` (Eq. (3): fit the given labels, the paper's data-debugging model, §4.1).
+    Parameters
+    ----------
+    model : TorchClassifier, Features or nn.Module
+        The classifier to explain (an ``nn.Module`` is wrapped in :class:`~representer.TorchClassifier`).
+    lam : float, default 0.003
+        The L2 strength λ of the refit head (0.003 in every reference implementation).
+    tol : float, default 1e-10
+        Stop the refit when the Frobenius norm of its gradient is ≤ ``tol``.
+    max_iter : int, default 100
+        Newton iterations of the refit at most.
+    self_influence_mode : {"label", "teacher"}, default "label"
+        What :meth:`self_influence` ranks by: ``"label"`` ``|α_{i,y_i}|`` (the paper, quanda); ``"teacher"``
+        the teacher-weighted ``Σ_c q_ic |α_ic|`` of the released RPS code.
+    refit : {"teacher", "labels"}, default "teacher"
+        What the head is refit to: ``"teacher"`` the model's own probabilities (Eq. (4), for explanations);
+        ``"labels"`` the given labels (Eq. (3), the paper's data-debugging model, §4.1).
+    **engine
+        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names`` (see :class:`Explainer`).
 
-    Fitted attributes: ``alpha_`` ``(n, K)``, ``theta_`` ``(K, D+1)`` (student head, bias last),
-    ``teacher_`` ``(n, K)`` (the refit's targets: the model's probabilities, or one-hot labels with
-    ``refit="labels"``), ``fit_report_`` (gradient norm, iterations, fidelity, and ``converged`` /
-    ``reason`` from :func:`~representer.solvers.newton.newton_cg`: a refit that stalls at the float64
-    round-off floor above ``tol`` stops early with ``converged=False``, and warns only if its gradient
-    norm exceeds ``100 · tol``).
+    Attributes
+    ----------
+    alpha_ : ndarray of shape (n, K)
+        The representer values ``α``.
+    theta_ : ndarray of shape (K, D+1)
+        The student head, bias last.
+    teacher_ : ndarray of shape (n, K)
+        The refit's targets: the model's probabilities, or one-hot labels with ``refit="labels"``.
+    fit_report_ : dict
+        Gradient norm, iterations, fidelity, and ``converged`` / ``reason`` from
+        :func:`~representer.solvers.newton.newton_cg`: a refit that stalls at the float64 round-off floor
+        above ``tol`` stops early with ``converged=False``, and warns only if its gradient norm exceeds
+        ``100 · tol``.
     """
 
     name = "rps_l2"

@@ -67,20 +67,30 @@ _SOLVE_BLOCK_FLOATS = 1 << 22
 class RPSLJE(Explainer):
     """Representer points from a local Jacobian (one Newton step) expansion of the head.
 
-    Args:
-        model: a :class:`~representer.TorchClassifier`, :class:`~representer.Features` or ``nn.Module``.
-        gamma: learning rate ``γ ≥ 0`` of the single full-batch ascent step that gives ``Θ*``
-            (default 0.01 as in the paper's case studies; 1e-5 in its data-debugging runs).
-        damping: added to the Hessian's diagonal before the Cholesky factorisation (``≥ 0``). The
-            softmax shift null space is handled exactly without it (module docstring); raise it if
-            the features are rank deficient and the factorisation fails.
+    Parameters
+    ----------
+    model : TorchClassifier, Features or nn.Module
+        The classifier to explain (an ``nn.Module`` is wrapped in :class:`~representer.TorchClassifier`).
+    gamma : float, default 0.01
+        Learning rate ``γ ≥ 0`` of the single full-batch ascent step that gives ``Θ*`` (0.01 as in the paper's
+        case studies; 1e-5 in its data-debugging runs).
+    damping : float, default 1e-8
+        Added to the Hessian's diagonal before the Cholesky factorisation (``≥ 0``). The softmax shift null
+        space is handled exactly without it (module docstring); raise it if the features are rank deficient
+        and the factorisation fails.
+    **engine
+        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names`` (see :class:`Explainer`).
 
-    Fitted attributes: ``weights_`` ``(n, K, D)`` (the ``W_i``, bias last when the head has one),
-    ``theta_star_`` ``(K, D)`` and ``fit_report_`` with
-
-    * ``newton_identity_error``: ``max |Σ_i W_i − (Θ* − unvec(H⁻¹ḡ(Θ*)))|`` (≈ 1e-12: bookkeeping);
-    * ``grad_norm_at_model`` / ``grad_norm_at_reconstruction``: ``‖ḡ‖_F`` at ``Θ†`` and at ``Σ_i W_i``;
-    * ``train``: :meth:`fidelity` on the training set (``Σ_i W_i x̃_t`` against the model's logits).
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n, K, D)
+        The ``W_i``, bias last when the head has one.
+    theta_star_ : ndarray of shape (K, D)
+        The head after the ascent step.
+    fit_report_ : dict
+        ``newton_identity_error``: ``max |Σ_i W_i − (Θ* − unvec(H⁻¹ḡ(Θ*)))|`` (≈ 1e-12: bookkeeping);
+        ``grad_norm_at_model`` / ``grad_norm_at_reconstruction``: ``‖ḡ‖_F`` at ``Θ†`` and at ``Σ_i W_i``;
+        ``train``: :meth:`fidelity` on the training set (``Σ_i W_i x̃_t`` against the model's logits).
     """
 
     name = "rps_lje"
