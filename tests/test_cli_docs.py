@@ -89,7 +89,7 @@ def test_describe_reads_signature_constraints_and_docstrings_along_the_bases():
 
 
 def test_describe_refuses_an_undocumented_parameter():
-    class Undocumented(_Toy):
+    class _Undocumented(_Toy):
         """No Parameters section."""
 
         _parameter_constraints: ClassVar[dict[str, list]] = {"extra": [positive(int)]}
@@ -99,7 +99,7 @@ def test_describe_refuses_an_undocumented_parameter():
             self.extra = extra
 
     with pytest.raises(ValueError, match="does not document `extra`"):
-        describe_explainer(Undocumented)
+        describe_explainer(_Undocumented)
 
 
 def test_every_method_option_is_the_explainers_keyword_with_its_default():

@@ -16,6 +16,7 @@ dense attribution, persistence — lives here once. Sign and orientation: see
 
 from __future__ import annotations
 
+import copy
 import inspect
 import warnings
 from abc import ABC, abstractmethod
@@ -39,6 +40,15 @@ from .. import __version__
 from . import persistence
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: Parameters that only batch the scoring: changing them keeps a fit.
+_SCORING_PARAMS = ("block_size", "test_batch_size")
+
+
+def _equal(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):
+        return False
 
 
 class Explainer(ABC):
@@ -97,9 +107,65 @@ class Explainer(ABC):
                         names.append(p.name)
         return names
 
-    def get_params(self) -> dict[str, Any]:
-        """Hyper-parameters as passed to ``__init__`` (without the model)."""
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The hyper-parameters, as passed to ``__init__``.
+
+        Parameters
+        ----------
+        deep : bool, default True
+            Accepted for scikit-learn's estimator contract; an explainer holds no nested estimators.
+
+        Returns
+        -------
+        dict
+            Keyword → value for every ``__init__`` keyword of the class and its bases; the model (the
+            first, positional argument) is not a hyper-parameter and is left out.
+        """
         return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> "Explainer":
+        """Set hyper-parameters, scikit-learn style (``sklearn.base.clone`` and parameter searches use it).
+
+        Each value is checked against :meth:`parameter_constraints` first; a bad one changes nothing.
+        On a fitted explainer, a parameter that changes the fit (anything but ``block_size`` and
+        ``test_batch_size``, which only batch the scoring) discards the fit, so that no explanation
+        ever mixes the new parameters with the old fit: call :meth:`fit` again.
+
+        Parameters
+        ----------
+        **params
+            Hyper-parameters by name, as in ``__init__``.
+
+        Returns
+        -------
+        Explainer
+            ``self``.
+
+        Raises
+        ------
+        InputError
+            For a name that is not a hyper-parameter of the class, or a value its constraints refuse.
+        """
+        names = self._param_names()
+        unknown = sorted(k for k in params if k not in names)
+        if unknown:
+            raise InputError(f"{type(self).__name__} has no parameter {', '.join(map(repr, unknown))}; its parameters are {names}.")
+        constraints = self.parameter_constraints()
+        for name, value in params.items():
+            check_value(value, name, constraints[name], type(self).__name__)
+        refit = {k for k, v in params.items() if not _equal(getattr(self, k), v)} - set(_SCORING_PARAMS)
+        if refit and hasattr(self, "kernel_"):
+            unfitted = type(self)(self.model, **{**self.get_params(), **params})
+            self.__dict__.clear()
+            self.__dict__.update(unfitted.__dict__)
+        else:
+            for name, value in params.items():
+                setattr(self, name, value)
+        return self
+
+    def __sklearn_clone__(self) -> "Explainer":
+        """An unfitted explainer of the same class on the same model (shared, not copied), with copied hyper-parameters."""
+        return type(self)(self.model, **copy.deepcopy(self.get_params()))
 
     @classmethod
     def parameter_constraints(cls) -> dict[str, list[Constraint]]:
@@ -188,7 +254,10 @@ class Explainer(ABC):
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "kernel_"):
-            raise NotFittedError(f"This {type(self).__name__} is not fitted yet; call `fit(X_train, y_train)` first.")
+            raise NotFittedError(
+                f"This {type(self).__name__} is not fitted yet (or `set_params` changed what its fit depends on); call "
+                "`fit(X_train, y_train)` first."
+            )
 
     def _train_tilde(self) -> torch.Tensor:
         """Training features with the ones column, float64, on the head device."""
