@@ -565,7 +565,9 @@ CLI_CASES = [
     CliCase("model moved elsewhere", EXPLAIN, UntrustedCodeError, "which is not code that `representer fit` ran", own_run(point_model_elsewhere)),
     CliCase("no code hashes", EXPLAIN, UntrustedCodeError, "records no hashes",
             own_run(lambda t: edit_run_json(lambda i: i["model"].update(code=None))(t / "run"))),
-    CliCase("body weights changed", EXPLAIN, StaleStateError, "different parameters: 0.weight", own_run(change_body_weights)),
+    CliCase("body weights changed", EXPLAIN, StaleStateError,
+            "weights.safetensors) is not the one `representer fit` explained (different parameters: 0.weight; 1 of 5 parts). "
+            "If the weights file was replaced or retrained, fit the run again: `representer fit --model", own_run(change_body_weights)),
     CliCase("training data changed", EXPLAIN, StaleStateError, "changed since `representer fit`; fit the run again",
             own_run(lambda t: np.savez(t / "data.npz", X_train=np.zeros((30, 4)), y_train=np.zeros(30, int)))),
     CliCase("target not a class", lambda t, w: ["explain", w.run, "--target", "zebra"], InputError, "got 'zebra'"),

@@ -95,7 +95,7 @@ def open_run(folder: Path, *, with_model: bool, steps: Callable[[str], None], tr
     run's device and the saved explainer is loaded onto it, checked against run.json.
     """
     from .methods import load as load_explainer
-    from .methods.persistence import read_config
+    from .methods.persistence import ModelChangedError, read_config
     from .userdata import DataSpec, load_data
     from .usermodel import load_model
 
@@ -116,9 +116,25 @@ def open_run(folder: Path, *, with_model: bool, steps: Callable[[str], None], tr
                 "`representer fit --force`?); fit the run again."
             )
         steps(f"Loading the model and the fitted {info['method']} explainer")
-        run.model = place(load_model(_model_spec(info, folder), trust_code=trust_code), info["device"])
-        run.explainer = load_explainer(folder, run.model.adapter, class_names=classes.names)
+        spec = _model_spec(info, folder)
+        run.model = place(load_model(spec, trust_code=trust_code), info["device"])
+        try:
+            run.explainer = load_explainer(folder, run.model.adapter, class_names=classes.names)
+        except ModelChangedError as exc:
+            raise StaleStateError(_model_changed(folder, spec, info["data"]["path"], exc.parts)) from exc
     return run
+
+
+def _model_changed(folder: Path, spec: Any, data: str, parts: str) -> str:
+    """Why a run's model no longer matches its explainer, and the command that fits the run again."""
+    files = f"weights {spec.weights}" if spec.weights else f"model file {spec.source}"
+    weights = f" --weights {spec.weights}" if spec.weights else ""
+    return (
+        f"The model that {folder / RUN_FILE} names ({spec.source}, {files}) is not the one `representer fit` explained "
+        f"(different parameters: {parts}). If the {'weights' if spec.weights else 'model'} file was replaced or "
+        f"retrained, fit the run again: `representer fit --model {spec.source}{weights} --data {data} … --out {folder}`; "
+        "otherwise restore the file `fit` read."
+    )
 
 
 def read_run_record(folder: Path) -> dict[str, Any]:
@@ -363,7 +379,7 @@ def write_report(run: Run, *, show_explanations: int | None = None, show_issues:
         predictions[issues.indices] = [r["predicted"] for r in shown]
         route = flagged.get("route") or flagged["ranking"]
         report.add_label_issues(issues, renderer=train_items, predictions=predictions, class_names=names, top=len(shown),
-                                title=f"Most suspicious training labels ({route})", wide=wide)
+                                title=f"Most suspicious training labels ({route})", wide=wide, train_names=data.train.items)
         if flagged.get("reason"):
             caveat = f" Caveat: {flagged['caveat']}." if flagged.get("caveat") else ""
             report.add_text(f"Ranked by {route}: {flagged['reason']}.{caveat}", title="How these labels were ranked")
@@ -387,6 +403,7 @@ def write_report(run: Run, *, show_explanations: int | None = None, show_issues:
             train_labels=data.train.y, test_indices=[r["index"] for r in rows], test_labels=points.y,
             rows=range(min(len(rows), show_explanations or explained["show"])), class_names=names,
             title=f"Why the model predicts what it predicts ({explained['split']} points)", wide=wide,
+            train_names=data.train.items, test_names=points.items,
         )
     if config.get("fit_report_"):
         report.add_table(config["fit_report_"], title=f"{info['method']} fit", caption=f"{config['class']}({config['params']})")
