@@ -109,7 +109,11 @@ def main(
 
 
 class _StepPrinter:
-    """Shows the running step with a spinner and prints each finished step with its duration."""
+    """Shows the running step with a spinner and prints each finished step with its duration.
+
+    The library's progress bars report to :meth:`advance` (:func:`representer._progress.reporting`),
+    which shows their count beside the step.
+    """
 
     def __init__(self, status) -> None:
         self.status = status
@@ -120,6 +124,11 @@ class _StepPrinter:
         self.finish()
         self.current, self.started = escape(message), time.perf_counter()
         self.status.update(f"{self.current} …")
+
+    def advance(self, desc: str, done: int, total: int | None) -> None:
+        """One more unit of a long step within the current one: ``features 12/40``."""
+        if self.current is not None:
+            self.status.update(f"{self.current} … {escape(desc)} {done}{'' if total is None else f'/{total}'}")
 
     def finish(self) -> None:
         if self.current is not None:
@@ -164,9 +173,12 @@ def _print_error(message: str) -> None:
 @contextmanager
 def _working() -> Iterator[_StepPrinter]:
     """A spinner with finished steps, inside :func:`_reported_errors`."""
+    from ._progress import reporting
+
     with console.status("Starting …") as status, _reported_errors():
         steps = _StepPrinter(status)
-        yield steps
+        with reporting(steps.advance):
+            yield steps
         steps.finish()
 
 
@@ -232,7 +244,9 @@ def bench(
     cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Cache trained models here (safetensors).")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
-    """Run an evaluation suite end to end and print its table (written to OUT/table.md)."""
+    """Run an evaluation suite end to end and print its table with a legend (written to OUT/table.md)."""
+    from ._atomic import write_text
+    from ._bench_legend import annotate
     from .evaluation.benchmark import METHODS as BENCH_METHODS, run_suite
 
     chosen = tuple(BENCH_METHODS) if methods is None else tuple(m.strip() for m in methods.split(",") if m.strip())
@@ -240,7 +254,10 @@ def bench(
         result = run_suite(
             suite, dataset, chosen, out, quick=quick, seed=seed, cache_dir=cache_dir, show_progress=progress
         )
-    console.print((out / "table.md").read_text(), markup=False, soft_wrap=True)
+        tables, legend = annotate((out / "table.md").read_text())
+        text = tables + "\nLegend (↑ higher is better, ↓ lower is better):\n\n" + "".join(f"* {line}\n" for line in legend)
+        write_text(out / "table.md", text)
+    console.print(text, markup=False, soft_wrap=True)
     _print_outputs({"Results": f"{_path(out)} [dim]({result['seconds']:.0f} s)[/dim]"})
 
 

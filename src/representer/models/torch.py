@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from .._progress import progress_bar
 from .._validation import check_device, to_tensor
 from ..errors import InputError, ModelError
 from .base import ClassifierAdapter, array_fingerprint
@@ -33,7 +34,8 @@ class TorchClassifier(ClassifierAdapter):
             last ``nn.Linear`` applied, and asks for ``head=`` otherwise.
         device: where the forward passes run (default: the device of ``net``'s parameters).
         batch_size: rows per forward pass for array inputs.
-        show_progress: show a tqdm progress bar while computing features.
+        progress: a progress bar over the batches while computing features (``None``: when standard
+            error is a terminal; see :mod:`representer._progress`).
 
     Inputs to :meth:`features` may be a numpy array, a tensor, a dict of arrays (text batches:
     each batch is passed to ``net`` as one dict), a ``Dataset`` (items ``x`` or ``(x, y, ...)``) or a
@@ -47,7 +49,7 @@ class TorchClassifier(ClassifierAdapter):
         *,
         device: str | torch.device | None = None,
         batch_size: int = 256,
-        show_progress: bool = False,
+        progress: bool | None = None,
     ) -> None:
         if not isinstance(net, nn.Module):
             raise ModelError(f"`net` must be a torch.nn.Module; got {type(net).__name__}.")
@@ -59,7 +61,7 @@ class TorchClassifier(ClassifierAdapter):
             device = first.device if first is not None else "cpu"
         self.device = check_device(device)
         self.batch_size = int(batch_size)
-        self.show_progress = show_progress
+        self.progress = progress
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
     @property
@@ -119,7 +121,7 @@ class TorchClassifier(ClassifierAdapter):
             handles.append(self.head.register_forward_hook(lambda _m, _a, out: head_outputs.append(out)))
         try:
             with torch.no_grad():
-                for k, batch in enumerate(_iterate_batches(X, self.batch_size, self.show_progress)):
+                for k, batch in enumerate(_iterate_batches(X, self.batch_size, self.progress)):
                     output = self._forward(_to_device(batch, self.device, dtype), first=k == 0)
                     if not self._head_checked:
                         self._check_head_is_last(order)
@@ -240,9 +242,7 @@ def _cache_key(X: Any) -> str | None:
     return None
 
 
-def _iterate_batches(X: Any, batch_size: int, show_progress: bool) -> Iterator[Any]:
-    from tqdm.auto import tqdm
-
+def _iterate_batches(X: Any, batch_size: int, progress: bool | None) -> Iterator[Any]:
     batches: Iterable[Any]
     if isinstance(X, DataLoader):
         batches = (_first_item(b) for b in X)
@@ -271,7 +271,7 @@ def _iterate_batches(X: Any, batch_size: int, show_progress: bool) -> Iterator[A
             raise InputError("`X` contains NaN or infinite values; clean or impute them first.")
         batches = (to_tensor(array[s : s + batch_size]) for s in range(0, array.shape[0], batch_size))
         total = -(-array.shape[0] // batch_size)
-    return iter(tqdm(batches, total=total, disable=not show_progress, desc="features", leave=False))
+    return progress_bar(batches, desc="features", total=total, progress=progress if total is None or total > 1 else False)
 
 
 def _finite(array: np.ndarray | torch.Tensor) -> bool:
