@@ -52,6 +52,20 @@ MOSTLY_TIED = 0.5
 
 
 @dataclass(frozen=True)
+class DetectionCurve:
+    """Fraction of corrupted points found (``found``) after inspecting ``inspected`` of the training set.
+
+    Both arrays have the same length; ``n_inspected`` holds the number of points inspected. Built by
+    :func:`representer.evaluation.metrics.detection_curve`, drawn by the report (so it lives here,
+    below both).
+    """
+
+    inspected: np.ndarray
+    found: np.ndarray
+    n_inspected: np.ndarray
+
+
+@dataclass(frozen=True)
 class LabelIssues(Sequence):
     """Training points ranked by suspicion, most suspicious first.
 

@@ -61,7 +61,7 @@ from .._params import Options, non_negative
 from ..engine import BilinearKernel, GradientKernel, KroneckerKernel, TestFactors
 from ..errors import InputError, RepresenterError
 from .base import Explainer
-from .common import output_and_sign
+from ..head import output_and_sign
 
 Tensor = torch.Tensor
 HessianName = Literal["exact", "kfac", "ekfac", "identity"]

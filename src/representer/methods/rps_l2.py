@@ -44,7 +44,7 @@ from ..errors import ModelError
 from ..models.trees import TreeEnsemble
 from ..solvers.softmax_head import fit_softmax_head
 from .base import Explainer
-from .common import class_columns, output_and_sign
+from ..head import class_columns, output_and_sign
 
 
 class RPSL2(Explainer):

@@ -59,7 +59,7 @@ from .._params import non_negative
 from ..engine import ClassFactorKernel, TestFactors
 from ..models import predicted_class
 from .base import Explainer
-from .common import output_and_sign
+from ..head import output_and_sign
 
 _SOLVE_BLOCK_FLOATS = 1 << 22
 

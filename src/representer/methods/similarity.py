@@ -47,7 +47,7 @@ from ..engine import CoefficientKernel, TestFactors
 from ..engine import top_k as engine_top_k
 from ..errors import InputError, RepresenterWarning
 from .base import Explainer
-from .common import output_and_sign
+from ..head import output_and_sign
 
 _METRICS = ("cosine", "dot", "l2")
 

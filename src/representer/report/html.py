@@ -31,9 +31,8 @@ from matplotlib.figure import Figure
 
 from .. import __version__
 from .._atomic import write_text
-from ..debugging import LabelIssues
+from ..debugging import DetectionCurve, LabelIssues
 from ..errors import InputError
-from ..evaluation.metrics import DetectionCurve
 from ..explanation import Explanation
 from .figures import detection_curve_figure
 from .images import as_heatmap, figure_to_data_uri, heatmap_to_data_uri
