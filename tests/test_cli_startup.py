@@ -1,16 +1,16 @@
 """`representer --help` answers at once: it imports neither torch nor numpy, and costs little more than `import representer`."""
 
 import json
+import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 HEAVY = ("torch", "numpy", "scipy", "pandas", "sklearn", "matplotlib", "rich")
-#: How much longer than `python -c "import representer"` the help may take (the issue's budget is 0.5 s in all).
-MARGIN_S = 0.45
+#: How much more CPU time than `python -c "import representer"` the help may take (the budget is 0.5 s in all).
+MARGIN_S = 0.35
 
 
 def _modules_after(args: list[str]) -> list[str]:
@@ -35,14 +35,20 @@ def test_importing_the_package_imports_no_heavy_module():
     assert json.loads(out) == []
 
 
-def _seconds(command: list[str]) -> float:
-    started = time.perf_counter()
+def _cpu_seconds(command: list[str]) -> float:
+    """CPU time (user + system) the command's process took: unlike wall time, barely moved by other load."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run(command, capture_output=True, check=True)
-    return time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def test_help_takes_little_longer_than_importing_the_package():
-    """Best of five, interleaved so that the machine's load weighs on each command alike."""
+    """Best of three in CPU time, so that the shared machine's load does not decide the outcome.
+
+    Measured on these machines: ``import representer`` 0.03 s, ``--help`` 0.13-0.15 s of CPU
+    (0.25-0.35 s wall under load); ``import torch``, which ``--help`` used to pay for, 2.0 s.
+    """
     script = Path(sys.executable).parent / "representer"
     commands = {
         "import": [sys.executable, "-c", "import representer"],
@@ -50,9 +56,9 @@ def test_help_takes_little_longer_than_importing_the_package():
         **({"representer --help": [str(script), "--help"]} if script.exists() else {}),
     }
     best = dict.fromkeys(commands, float("inf"))
-    for _ in range(5):
+    for _ in range(3):
         for name, command in commands.items():
-            best[name] = min(best[name], _seconds(command))
+            best[name] = min(best[name], _cpu_seconds(command))
     for name in commands:
         assert best[name] <= best["import"] + MARGIN_S, best
 

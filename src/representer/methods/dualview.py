@@ -160,11 +160,33 @@ class DualView(Explainer):
         }
 
     def standardize(self, phi: np.ndarray) -> np.ndarray:
-        """``z = (φ − μ) · (1/s)``, with dropped (constant) features set to 0."""
+        """z-score features as the fit did: ``z = (φ − μ) · (1/s)``, dropped (constant) features set to 0.
+
+        Parameters
+        ----------
+        phi : ndarray of shape (m, D)
+            Features.
+
+        Returns
+        -------
+        ndarray of shape (m, D)
+            ``z``, float64.
+        """
         return (np.asarray(phi, dtype=np.float64) - self.mean_) * self.inv_scale_
 
     def train_z(self) -> np.ndarray:
-        """The z-scored training features ``Z`` ``(n, D)``."""
+        """The z-scored training features.
+
+        Returns
+        -------
+        ndarray of shape (n, D)
+            ``Z``.
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+        """
         self._check_fitted()
         return self.standardize(self.train_features_)
 
@@ -177,11 +199,21 @@ class DualView(Explainer):
         return TestFactors({"x": torch.as_tensor(self.standardize(phi))}, out, torch.ones(len(out), dtype=torch.float64))
 
     def ranking_tiebreak(self) -> np.ndarray:
-        """Negated surrogate margin ``−(w_{y_i} − max_{c≠y_i} w_c)ᵀ z_i``, ``(n,)``: orders tied self-influence.
+        """The negated surrogate margin ``−(w_{y_i} − max_{c≠y_i} w_c)ᵀ z_i``: orders tied self-influence.
 
         Every point at the bound has the same ``Σ_c |β_ic| = 2C``; among them, the one the surrogate
         classifies worst (deepest margin violation, ``ξ_i`` largest) is the most suspicious. Points
         with ``β_i = 0`` are ordered by how close they are to the margin.
+
+        Returns
+        -------
+        ndarray of shape (n,)
+            Larger = more suspicious.
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
         """
         self._check_fitted()
         scores = self.train_z() @ self.weight_.T
@@ -201,8 +233,17 @@ class DualView(Explainer):
     def representer_weights(self) -> np.ndarray:
         """The surrogate's weights rebuilt from the duals: ``Σ_i β_i z_iᵀ`` (textbook) or ``½ Σ_i β_i z_iᵀ`` (Shark).
 
-        Equals ``weight_`` (what the solver returned) to rounding; ``Σ_i DV(t, i, c)`` is
-        ``w_cᵀ z_t`` (textbook) or ``2 w_cᵀ z_t`` (Shark).
+        ``Σ_i DV(t, i, c)`` is ``w_cᵀ z_t`` (textbook) or ``2 w_cᵀ z_t`` (Shark).
+
+        Returns
+        -------
+        ndarray of shape (K, D)
+            Equals ``weight_`` (what the solver returned) to rounding.
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
         """
         self._check_fitted()
         factor = 0.5 if self.convention == "shark" else 1.0

@@ -328,9 +328,26 @@ class InfluenceFunction(Explainer):
         return self.train_self_influence_
 
     def test_self_influence(self, X: Any, target: Any = "predicted", y: Any = None) -> np.ndarray:
-        """``g_tᵀH⁻¹g_t`` for each row of ``X`` (explained class as in :meth:`explain`).
+        """``g_tᵀH⁻¹g_t`` for each row of ``X``: a test point's influence on itself.
 
         Its square root bounds ``|ℓ-RelatIF(t, i)|`` (Cauchy–Schwarz in the ``H⁻¹`` inner product).
+
+        Parameters
+        ----------
+        X, target, y
+            As for :meth:`explain` (the gradient is that of the explained class's loss).
+
+        Returns
+        -------
+        ndarray of shape (m,)
+            Non-negative, float64.
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+        InputError
+            ``X`` of the wrong shape or dtype, or a bad ``target``.
         """
         self._check_fitted()
         phi = self.model_.features(X)

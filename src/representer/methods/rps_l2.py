@@ -113,7 +113,25 @@ class RPSL2(Explainer):
         self.refit = refit
 
     def fit(self, X: Any, y: Any, *, eval_X: Any = None) -> "RPSL2":
-        """Refit the head and compute α. ``eval_X`` (optional) adds test-set fidelity to ``fit_report_``."""
+        """Refit the head and compute the representer values ``α``.
+
+        Parameters
+        ----------
+        X, y
+            As for :meth:`Explainer.fit`.
+        eval_X : array-like of m inputs, optional
+            Held-out inputs: adds the fidelity on them to ``fit_report_["eval"]``.
+
+        Returns
+        -------
+        RPSL2
+            ``self``, fitted.
+
+        Raises
+        ------
+        InputError, ModelError
+            As for :meth:`Explainer.fit`.
+        """
         with self._fitting():
             super().fit(X, y)
             if eval_X is not None:
@@ -163,7 +181,13 @@ class RPSL2(Explainer):
         return CoefficientKernel(x=torch.as_tensor(self.train_features_tilde()), coef=torch.as_tensor(self.alpha_))
 
     def train_features_tilde(self) -> np.ndarray:
-        """Training features with the ones column, ``(n, D+1)``."""
+        """The training features with the ones column.
+
+        Returns
+        -------
+        ndarray of shape (n, D+1)
+            ``[φ_i, 1]`` per row.
+        """
         return np.concatenate([self.train_features_, np.ones((self.train_features_.shape[0], 1))], axis=1)
 
     def _test_factors(self, phi: np.ndarray, target: np.ndarray) -> TestFactors:
@@ -178,17 +202,40 @@ class RPSL2(Explainer):
         return (np.abs(alpha) * class_columns(self.teacher_, probabilities=True)).sum(axis=1)
 
     def representer_weights(self) -> np.ndarray:
-        """``Σ_i φ̃_i α_iᵀ`` as a ``(K, D+1)`` head: equals ``theta_`` at a stationary point."""
+        """The head the representer values rebuild: ``Σ_i α_i φ̃_iᵀ``.
+
+        Returns
+        -------
+        ndarray of shape (K, D+1)
+            Equals ``theta_`` at a stationary point (bias last).
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+        """
         self._check_fitted()
         return self.alpha_.T @ self.train_features_tilde()
 
     def fidelity(self, X: Any) -> dict[str, float]:
         """How well the representer decomposition reproduces the model on ``X`` (spec §2.6).
 
-        Returns the Pearson correlation and mean absolute difference between the teacher's
-        probabilities and those of the reconstructed head ``Σ_i φ̃_i α_iᵀ`` (flattened over rows and
-        classes), the max logit error against the student head ``Θ*`` (stationarity) and against the
-        original model.
+        Parameters
+        ----------
+        X : array-like of m inputs
+            As for :meth:`explain`.
+
+        Returns
+        -------
+        dict of str to float
+            ``pearson`` and ``mean_abs_prob_diff`` between the teacher's probabilities and those of the
+            reconstructed head ``Σ_i α_i φ̃_iᵀ`` (flattened over rows and classes);
+            ``max_logit_error_vs_student`` (stationarity of ``Θ*``) and ``max_logit_error_vs_model``.
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
         """
         self._check_fitted()
         phi = self.model_.features(X)

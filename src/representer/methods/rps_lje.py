@@ -103,7 +103,25 @@ class RPSLJE(Explainer):
         self.damping = damping
 
     def fit(self, X: Any, y: Any, *, eval_X: Any = None) -> "RPSLJE":
-        """Compute ``Θ*`` and every ``W_i``. ``eval_X`` (optional) adds test-set fidelity to ``fit_report_``."""
+        """Compute ``Θ*`` and every ``W_i``.
+
+        Parameters
+        ----------
+        X, y
+            As for :meth:`Explainer.fit`.
+        eval_X : array-like of m inputs, optional
+            Held-out inputs: adds the fidelity on them to ``fit_report_["eval"]``.
+
+        Returns
+        -------
+        RPSLJE
+            ``self``, fitted.
+
+        Raises
+        ------
+        InputError, ModelError
+            As for :meth:`Explainer.fit`.
+        """
         with self._fitting():
             super().fit(X, y)
             if eval_X is not None:
@@ -182,15 +200,38 @@ class RPSLJE(Explainer):
 
     # ------------------------------------------------------------------ faithfulness
     def reconstructed_head(self) -> np.ndarray:
-        """``Σ_i W_i`` as a ``(K, D)`` head: the Newton iterate ``Θ* − unvec(H⁻¹ḡ(Θ*))``."""
+        """The head the ``W_i`` rebuild: ``Σ_i W_i``, the Newton iterate ``Θ* − unvec(H⁻¹ḡ(Θ*))``.
+
+        Returns
+        -------
+        ndarray of shape (K, D)
+            Bias last when the head has one.
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+        """
         self._check_fitted()
         return self.weights_.sum(axis=0)
 
     def fidelity(self, X: Any) -> dict[str, float]:
         """How well ``Σ_i W_i x̃_t`` (the sum of all scores for every class) reproduces the model on ``X``.
 
-        Returns the max and mean absolute logit error against the model's logits ``Θ†x̃_t`` and the
-        fraction of rows whose predicted class agrees.
+        Parameters
+        ----------
+        X : array-like of m inputs
+            As for :meth:`explain`.
+
+        Returns
+        -------
+        dict of str to float
+            ``max_logit_error_vs_model`` and ``mean_abs_logit_error_vs_model`` against the model's logits ``Θ†x̃_t``.
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
         """
         self._check_fitted()
         return self._fidelity_from_inputs(self._head_inputs(self.model_.features(X)))

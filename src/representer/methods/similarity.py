@@ -192,7 +192,18 @@ class FeatureSimilarity(Explainer):
         )
 
     def neighbors(self) -> np.ndarray:
-        """``(n, n_neighbors)`` indices of each training point's most similar other training points."""
+        """Each training point's most similar other training points (by ``metric``), most similar first.
+
+        Returns
+        -------
+        ndarray of shape (n, n_neighbors)
+            Training indices (a point is never its own neighbour).
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+        """
         self._check_fitted()
         k = int(self.n_neighbors)
         test = self._test_factors(self.train_features_, self.y_)

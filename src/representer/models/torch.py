@@ -27,19 +27,30 @@ _CACHE_SIZE = 4
 class TorchClassifier(ClassifierAdapter):
     """Split ``net`` into features and its linear head.
 
-    Args:
-        net: the classifier. Its head must be an ``nn.Linear`` whose output is the logits.
-        head: dotted module name of the head (e.g. ``"classifier.2"``). By default the last
-            ``nn.Linear`` registered in ``net``; the first forward pass checks that it is also the
-            last ``nn.Linear`` applied, and asks for ``head=`` otherwise.
-        device: where the forward passes run (default: the device of ``net``'s parameters).
-        batch_size: rows per forward pass for array inputs.
-        progress: a progress bar over the batches while computing features (``None``: when standard
-            error is a terminal; see :mod:`representer._progress`).
+    Inputs to :meth:`features` may be a numpy array, a tensor, a DataFrame, a dict of arrays (text
+    batches: each batch is passed to ``net`` as one dict), a ``Dataset`` (items ``x`` or
+    ``(x, y, ...)``) or a ``DataLoader``.
 
-    Inputs to :meth:`features` may be a numpy array, a tensor, a dict of arrays (text batches:
-    each batch is passed to ``net`` as one dict), a ``Dataset`` (items ``x`` or ``(x, y, ...)``) or a
-    ``DataLoader``.
+    Parameters
+    ----------
+    net : nn.Module
+        The classifier. Its head must be an ``nn.Linear`` whose output is the logits.
+    head : str, optional
+        Dotted module name of the head (e.g. ``"classifier.2"``). By default the last ``nn.Linear``
+        registered in ``net``; the first forward pass checks that it is also the last ``nn.Linear``
+        applied, and asks for ``head=`` otherwise.
+    device : str or torch.device, optional
+        Where the forward passes run (default: the device of ``net``'s parameters).
+    batch_size : int, default 256
+        Rows per forward pass for array inputs.
+    progress : bool, optional
+        A progress bar over the batches while computing features (``None``: when standard error is a
+        terminal; see :mod:`representer._progress`).
+
+    Raises
+    ------
+    ModelError
+        ``net`` is not an ``nn.Module``, has no ``nn.Linear``, or ``head`` names no ``nn.Linear``.
     """
 
     def __init__(
@@ -66,26 +77,56 @@ class TorchClassifier(ClassifierAdapter):
 
     @property
     def weight(self) -> np.ndarray:  # type: ignore[override]
+        """The head's weight, ``(K, D)`` float64 (read from the network each time)."""
         return self.head.weight.detach().cpu().to(torch.float64).numpy()
 
     @property
     def bias(self) -> np.ndarray:  # type: ignore[override]
+        """The head's bias, ``(K,)`` float64 (zeros for a head without bias)."""
         if self.head.bias is None:
             return np.zeros(self.head.out_features)
         return self.head.bias.detach().cpu().to(torch.float64).numpy()
 
     @property
     def has_bias(self) -> bool:  # type: ignore[override]
+        """Whether the head has a bias."""
         return self.head.bias is not None
 
     def parameter_hashes(self) -> dict[str, str]:
-        """A hash of every parameter and buffer of the network (the body, not only the head), and the head's name."""
+        """A hash of every parameter and buffer of the network (the body, not only the head), and the head's name.
+
+        Returns
+        -------
+        dict of str to str
+            State-dict key → hash, and ``"head"`` → the head's module name.
+        """
         hashes = {name: tensor_fingerprint(t) for name, t in self.net.state_dict().items()}
         hashes["head"] = self.head_name
         return hashes
 
     def features(self, X: Any) -> np.ndarray:
-        """φ(X) as a float64 ``(n, D)`` array (cached by input content for arrays and tensors)."""
+        """φ(X): the tensor the head receives, flattened, computed in eval mode under ``no_grad``.
+
+        Cached by input content for arrays and tensors (the last four inputs).
+
+        Parameters
+        ----------
+        X : array, tensor, DataFrame, dict of arrays, Dataset or DataLoader of n inputs
+            Rows first: one example is ``X[None]``.
+
+        Returns
+        -------
+        ndarray of shape (n, D)
+            float64 features.
+
+        Raises
+        ------
+        ModelError
+            ``net`` is in training mode, its output is not the head's logits, or its features are not finite.
+        InputError
+            ``X`` empty, 1-dimensional, non-numeric or with NaN, or of a shape the network fails on (one
+            example without its batch dimension is named as such).
+        """
         if self.net.training:
             raise ModelError(
                 "`net` is in training mode, so dropout / batch-norm would make its features random; "
