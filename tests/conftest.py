@@ -6,8 +6,11 @@ optional dependency and data package, so a skip there means a test silently did 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -28,6 +31,20 @@ def pytest_runtest_makereport(item, call):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"skipped with REPRESENTER_NO_SKIP=1 (CI installs everything the tests need): {reason}"
+
+
+@pytest.fixture(scope="session")
+def tool():
+    """``tool("gen_api_docs")``: a script of tools/ loaded as a module (the generated docs' tests use them)."""
+    root = Path(__file__).resolve().parents[1] / "tools"
+
+    def load(name: str) -> ModuleType:
+        spec = importlib.util.spec_from_file_location(name, root / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @dataclass(frozen=True)

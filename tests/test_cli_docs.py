@@ -1,6 +1,5 @@
 """The command line's method options come from the explainers, and what is generated from them is current."""
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any, ClassVar
@@ -21,22 +20,15 @@ from representer.errors import InputError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _generator():
-    spec = importlib.util.spec_from_file_location("gen_cli_docs", ROOT / "tools" / "gen_cli_docs.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_option_table_is_current():
-    assert (ROOT / "src" / "representer" / "_cli_option_table.py").read_text() == _generator().option_table_source(), (
+def test_option_table_is_current(tool):
+    assert (ROOT / "src" / "representer" / "_cli_option_table.py").read_text() == tool("gen_cli_docs").option_table_source(), (
         "run `python tools/gen_cli_docs.py`"
     )
 
 
-def test_cli_reference_is_current():
+def test_cli_reference_is_current(tool):
     text = (ROOT / "docs" / "cli.md").read_text()
-    assert _generator().cli_doc(text) == text, "run `python tools/gen_cli_docs.py`"
+    assert tool("gen_cli_docs").cli_doc(text) == text, "run `python tools/gen_cli_docs.py`"
     for command in ("demo", "bench", "fit", "methods", "explain", "debug", "report"):
         assert f"<!-- generated: {command} -->" in text
 

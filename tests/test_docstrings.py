@@ -29,13 +29,8 @@ def _public_callables():
         if name in PENDING:
             continue
         yield name, obj
-        for member, value in vars(obj).items():
-            if member.startswith("_"):
-                continue
-            if isinstance(value, (staticmethod, classmethod)):
-                value = value.__func__
-            if isinstance(value, property) or inspect.isfunction(value):
-                yield f"{name}.{member}", value
+        for member, value in _docstrings.public_members(obj):
+            yield f"{name}.{member}", value
 
 
 def _problems(name: str, obj) -> list[str]:

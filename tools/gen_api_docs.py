@@ -89,19 +89,6 @@ def _docstring(obj) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
-def public_members(cls: type) -> list[tuple[str, object]]:
-    """The public methods and properties ``cls`` defines itself, in source order."""
-    members = []
-    for name, value in vars(cls).items():
-        if name.startswith("_"):
-            continue
-        if isinstance(value, (staticmethod, classmethod)):
-            value = value.__func__
-        if isinstance(value, property) or inspect.isfunction(value):
-            members.append((name, value))
-    return members
-
-
 def _member(name: str, value: object) -> str:
     if isinstance(value, property):
         return f"#### `.{name}` (property)\n\n{_markdown(_first_line(value.fget))}\n"
@@ -120,7 +107,7 @@ def render() -> str:
             sig = _signature(obj.__init__ if inspect.isclass(obj) else obj, drop_self=inspect.isclass(obj))
             lines.append(f"### `{name}`\n\n```python\n{name}{sig}\n```\n\n{_docstring(obj)}\n")
             if inspect.isclass(obj):
-                lines += [_member(member, value) for member, value in public_members(obj)]
+                lines += [_member(member, value) for member, value in _docstrings.public_members(obj)]
     return "\n".join(lines)
 
 

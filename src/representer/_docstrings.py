@@ -103,3 +103,16 @@ def first_sentence(text: str) -> str:
         if char == "." and depth == 0 and (i + 1 == len(text) or text[i + 1] == " "):
             return text[: i + 1]
     return text
+
+
+def public_members(cls: type) -> list[tuple[str, object]]:
+    """The public methods (plain functions) and properties ``cls`` defines itself, in source order."""
+    members = []
+    for name, value in vars(cls).items():
+        if name.startswith("_"):
+            continue
+        if isinstance(value, (staticmethod, classmethod)):
+            value = value.__func__
+        if isinstance(value, property) or inspect.isfunction(value):
+            members.append((name, value))
+    return members
