@@ -537,6 +537,13 @@ CLI_CASES = [
             lambda t, w: save_torch(nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3)).state_dict(), str(t / "w.safetensors"))),
     CliCase("model raises", lambda t, w: ["fit", "--model", w.root / "tiny.py:explode", "--data", w.root / "data.npz", "--out", t / "o"],
             InputError, "raised ValueError: no such architecture"),
+    # a path typo is reported before any data are read (the data here are damaged, and not the error)
+    CliCase("weights missing, before the data", lambda t, w: fit_args(t, w, "--weights", t / "wieghts.safetensors", data=t / "bad.npz"),
+            InputError, "`--weights`: the file", write("bad.npz", b"not a zip")),
+    CliCase("tree model file missing, before the data", lambda t, w: fit_args(t, w, data=t / "bad.npz")[:2] + [t / "modle.json"]
+            + fit_args(t, w, data=t / "bad.npz")[3:], InputError, "`--model`: the file", write("bad.npz", b"not a zip")),
+    CliCase("checkpoints missing, before the data", lambda t, w: fit_args(t, w, "--checkpoints", t / "ckpts", data=t / "bad.npz"),
+            InputError, "holds no checkpoint recording", write("bad.npz", b"not a zip")),
     CliCase("model file missing", lambda t, w: ["fit", "--model", t / "none.py:build", "--data", w.root / "data.npz", "--out", t / "o"],
             InputError, "does not exist"),
     CliCase("module missing", lambda t, w: ["fit", "--model", "no_such_pkg_x.mod:build", "--data", w.root / "data.npz", "--out", t / "o"],
