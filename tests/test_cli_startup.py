@@ -82,3 +82,17 @@ def test_type_checkers_see_the_lazy_names():
     assert seen == rp._EXPORTS
     for name in rp.__all__:
         assert getattr(rp, name).__module__.startswith(f"representer.{rp._EXPORTS[name]}")
+
+
+def test_flags_show_no_value_type_in_the_help():
+    from typer.testing import CliRunner
+
+    from representer.cli import app
+
+    for args in (["--help"], ["bench", "--help"], ["fit", "--help"]):
+        output = CliRunner().invoke(app, args).output
+        assert "<bool>" not in output and "--help" in output, (args, output)
+    fit_help = CliRunner().invoke(app, ["fit", "--help"]).output
+    for section in ("Options:", "The model:", "The data:", "Method options"):
+        assert section in fit_help
+
