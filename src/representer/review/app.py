@@ -47,6 +47,8 @@ from .store import DecisionConflict
 CSP = ("default-src 'none'; img-src data:; style-src 'self'; script-src 'self'; connect-src 'self'; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 TOKEN_HEADER = "X-Review-Token"
+_HEADERS = [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
+            (b"cache-control", b"no-store"), (b"x-frame-options", b"DENY")]
 _LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 _STATIC = {"review.js": "text/javascript; charset=utf-8", "review.css": "text/css; charset=utf-8",
            "report.css": "text/css; charset=utf-8"}
@@ -67,22 +69,18 @@ class _Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+
+        async def send_with_headers(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *_HEADERS]}
+            await send(message)
+
         request = Request(scope)
         given = request.headers.get(TOKEN_HEADER) or request.query_params.get("token") or ""
         if not secrets.compare_digest(given.encode(), self.token.encode()):
             response = _error(403, "This review server needs its session token: open the URL that `representer review` printed.")
-            await response(scope, receive, send)
+            await response(scope, receive, send_with_headers)
             return
-
-        async def send_with_headers(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers += [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
-                            (b"referrer-policy", b"no-referrer"), (b"cache-control", b"no-store"),
-                            (b"x-frame-options", b"DENY")]
-                message = {**message, "headers": headers}
-            await send(message)
-
         await self.app(scope, receive, send_with_headers)
 
 

@@ -5,7 +5,7 @@
 const token = new URLSearchParams(location.search).get("token") || "";
 const client = Math.random().toString(36).slice(2, 10);  // names this tab in the decision history
 const $ = (id) => document.getElementById(id);
-const view = { info: null, points: [], pos: -1, detail: null, heat: false, picker: [], pickerPos: 0 };
+const view = { info: null, points: [], pos: -1, detail: null, busy: false, heat: false, picker: [], pickerPos: 0 };
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -143,6 +143,7 @@ async function open(pos) {
   markCurrent();
   const point = view.points[pos];
   history.replaceState(null, "", `#i=${point.train_index}`);
+  view.detail = null;  // no decision until this point is on screen
   const detail = await api(`/api/points/${point.train_index}`);
   if (view.points[view.pos] !== point) return;  // the user moved on meanwhile
   view.detail = detail;
@@ -164,31 +165,32 @@ async function open(pos) {
 // ------------------------------------------------------------------ deciding
 async function decide(decision, newClass = null) {
   const detail = view.detail;
-  if (!detail) return;
+  if (!detail || view.busy) { say("Wait for the point to load, then decide.", "error"); return; }
   const body = { train_index: detail.train_index, decision, new_class: newClass, base: detail.decision ? detail.decision.id : null, client };
+  let answer;
+  view.busy = true;
   try {
-    const answer = await api("/api/decisions", { method: "POST", body: JSON.stringify(body) });
-    applyDecision(answer.decision);
-    view.info.progress = answer.progress;
-    showProgress(answer.progress);
-    say(`Saved: training point ${detail.train_index} → ${decisionText(answer.decision)}.`, "ok");
-    if (view.pos + 1 < view.points.length) await open(view.pos + 1);
+    answer = await api("/api/decisions", { method: "POST", body: JSON.stringify(body) });
   } catch (error) {
-    if (error.status === 409) {
-      const now = error.body.current;
-      say(`Not saved: ${error.message}`, "error");
+    say(`Not saved: ${error.message}`, "error");
+    if (error.status === 409) {  // another tab decided this point since: show what it decided
       const fresh = await api(`/api/points/${detail.train_index}`);
-      view.detail = fresh;
-      applyDecision(now, false);
-      drawDecision(fresh);
-    } else {
-      say(`Not saved: ${error.message}`, "error");
+      applyDecision(detail.train_index, error.body.current, false);
+      if (view.detail === detail) { view.detail = fresh; drawDecision(fresh); }
     }
+    return;
+  } finally {
+    view.busy = false;
   }
+  applyDecision(detail.train_index, answer.decision);
+  view.info.progress = answer.progress;
+  showProgress(answer.progress);
+  if (view.pos + 1 < view.points.length) await open(view.pos + 1);
+  say(`Saved: training point ${detail.train_index} → ${decisionText(answer.decision)}.`, "ok");
 }
 
-function applyDecision(d, redraw = true) {
-  const point = view.points.find((p) => p.train_index === (d ? d.train_index : view.detail.train_index));
+function applyDecision(trainIndex, d, redraw = true) {
+  const point = view.points.find((p) => p.train_index === trainIndex);
   if (point) {
     point.decision = d;
     const li = $(`q-${point.train_index}`);
@@ -203,7 +205,7 @@ function applyDecision(d, redraw = true) {
 
 // ------------------------------------------------------------------ the class picker
 function openPicker() {
-  if (!view.detail) return;
+  if (!view.detail) { say("Wait for the point to load, then decide.", "error"); return; }
   $("picker").hidden = false;
   $("picker-input").value = "";
   filterPicker();
@@ -254,7 +256,8 @@ $("picker-input").addEventListener("keydown", (event) => {
 async function showHeatmaps() {
   const detail = view.detail;
   const box = $("heatmaps");
-  if (!detail || !detail.heatmaps) { say("No heat-maps for this run (they need images, rps-l2 or dualview, and captum).", "error"); return; }
+  if (!detail) return;
+  if (!detail.heatmaps) { say("No heat-maps for this run (they need images, rps-l2 or dualview, and captum).", "error"); return; }
   box.hidden = false;
   box.replaceChildren(el("p", { class: "meta" }, "Computing heat-maps …"));
   const blocks = [];
