@@ -59,9 +59,11 @@ def crossfit_probabilities(phi: np.ndarray, y: np.ndarray, n_outputs: int, *, fo
     ids = fold_ids(phi, y, int(folds), seed)
     n_classes = 2 if n_outputs == 1 else n_outputs
     held_out = np.zeros((len(y), n_classes))
+    theta = None
     for k in range(int(folds)):
         train, test = torch.as_tensor(ids != k), torch.as_tensor(ids == k)
-        theta = fit_softmax_head(x[train], targets[train], lam, tol=1e-8, max_iter=50).x
+        # each fold starts from the previous fold's head: the folds share (K−2)/(K−1) of their data
+        theta = fit_softmax_head(x[train], targets[train], lam, theta0=theta, tol=1e-8, max_iter=50).x
         p = hm.probabilities(hm.logits(x[test], theta)).numpy()
         held_out[ids == k] = np.column_stack([1 - p[:, 0], p[:, 0]]) if n_outputs == 1 else p
     return held_out
