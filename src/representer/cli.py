@@ -506,6 +506,7 @@ def review(
 ) -> None:
     """Review the suspicious labels `debug` ranked in a local web app; export the decisions; retrain with them."""
     from .review import open_review, write_corrections
+    from .userrun import RETRAIN_FILE
 
     started = time.perf_counter()
     with _working() as steps:
@@ -518,7 +519,7 @@ def review(
 
             record = retrain_comparison(opened, train, seed=seed, epochs=epochs, steps=steps)
             steps("Writing the HTML report")
-            write_report(opened.run)
+            report_path = write_report(opened.run)
     if export is not None:
         _print_outputs({"Corrections": f"{_path(export)} ({fixes.n_relabel} relabelled, {fixes.n_remove} removed, "
                                       f"{len(fixes.rows) - fixes.n_relabel - fixes.n_remove} kept)  next: [bold]representer fit … --corrections {escape(str(export))}[/bold]"})
@@ -530,7 +531,7 @@ def review(
         table.add_row(f"corrected ({record['relabelled']} relabelled, {record['removed']} removed)", str(record["after"]["n_train"]),
                       f"{100 * record['after']['test_accuracy']:.2f} %")
         console.print(table)
-        _print_outputs({"Comparison": _path(run / "retrain.json"), "Report": _path(run / "report.html")}, started)
+        _print_outputs({"Comparison": _path(run / RETRAIN_FILE), "Report": _path(report_path)}, started)
     if export is None and train is None:
         from .review.server import serve
 

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from urllib.parse import quote
 
 from ..errors import InputError
-from .app import create_app, new_token
 from .session import Review
 
 
@@ -36,8 +35,12 @@ def url_of(sock: socket.socket, host: str, token: str) -> str:
 def serve(review: Review, *, host: str = "127.0.0.1", port: int = 0, open_browser: bool = True,
           on_ready: Callable[[str], None] = print) -> None:
     """Serve ``review`` until interrupted (Ctrl-C); ``on_ready`` is told the URL (with its token) first."""
-    import uvicorn
+    try:
+        import uvicorn
 
+        from .app import create_app, new_token
+    except ModuleNotFoundError as exc:
+        raise InputError(f"The review app needs {exc.name}: `pip install 'representer[review]'`.") from exc
     token = new_token()
     sock = bind(host, port)
     url = url_of(sock, host, token)
