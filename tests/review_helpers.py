@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
@@ -78,5 +77,3 @@ def make_run(root: Path) -> TinyRun:
 def model_args(tiny: TinyRun) -> list:
     return ["--model", f"{tiny.model}:build_model", "--weights", tiny.root / "weights.safetensors"]
 
-
-torch.set_num_threads(1)

@@ -17,7 +17,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 from browser import ENTER, HAVE_BROWSER, NO_BROWSER, Browser, errors

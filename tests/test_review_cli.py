@@ -207,6 +207,11 @@ def test_the_app_answers_bad_requests_with_a_message(tiny, review):
         assert "Traceback" not in response.text
     ok = post({"train_index": point["train_index"], "decision": "relabel", "new_class": point["predicted_class"], "base": None})
     assert ok.status_code == 200 and ok.json()["decision"]["new_label"] == point["predicted"]
+    decided = client.get("/api/points?decision=relabel", headers=auth).json()
+    assert [p["train_index"] for p in decided["points"]] == [point["train_index"]] and decided["progress"]["relabel"] == 1
+    of_class = client.get(f"/api/points?class={point['given_class']}&decision=all", headers=auth).json()["points"]
+    assert of_class and {p["given_class"] for p in of_class} == {point["given_class"]}
+    assert len(client.get("/api/points?decision=undecided", headers=auth).json()["points"]) == 39
     stale = post({"train_index": point["train_index"], "decision": "keep", "base": None})
     assert stale.status_code == 409 and stale.json()["current"]["new_class"] == point["predicted_class"]
     detail = client.get(f"/api/points/{point['train_index']}", headers=auth).json()
