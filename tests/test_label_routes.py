@@ -11,7 +11,7 @@ from scipy.special import log_softmax, softmax
 from torch import nn
 
 import representer as rp
-from representer.checkpoints import load_checkpoints, log_schedule_epochs, log_time_weights
+from representer.checkpoints import load_checkpoints, log_grid_weights, log_schedule_epochs
 from representer.crossfit import crossfit_probabilities, fold_ids
 from representer.errors import InputError, ModelError, StaleStateError
 from representer.trajectory import boosting_trajectory, label_statistics
@@ -67,11 +67,15 @@ def _roc(issues, mask):
 # ----------------------------------------------------------------------------------- recorder
 def test_log_schedule_and_weights():
     assert log_schedule_epochs(70) == [1, 2, 3, 4, 6, 8, 11, 16, 23, 32, 45, 64]
-    np.testing.assert_allclose(log_time_weights([1, 3]), np.array([np.log(2), np.log(4 / 2)]) / np.log(4))
-    np.testing.assert_allclose(log_time_weights([0, 2]), [0.0, 1.0])
+    # recorded on the schedule: uniform; every epoch: the log-spaced ones; sparse: nearest in log epoch
+    np.testing.assert_allclose(log_grid_weights([1, 2, 3, 4, 6, 8]), np.full(6, 1 / 6))
+    every = log_grid_weights(list(range(1, 12)))
+    np.testing.assert_allclose(every, np.isin(np.arange(1, 12), [1, 2, 3, 4, 6, 8, 11]) / 7)
+    np.testing.assert_allclose(log_grid_weights([10, 20, 30]), [7 / 10, 2 / 10, 1 / 10])
+    np.testing.assert_allclose(log_grid_weights([0, 2]), [0.0, 1.0])
     for bad in ([], [2, 1], [0], [-1, 3]):
         with pytest.raises(InputError, match="increasing"):
-            log_time_weights(bad)
+            log_grid_weights(bad)
 
 
 def test_recorder_round_trip_and_schedule(tmp_path):

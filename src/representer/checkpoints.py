@@ -20,7 +20,7 @@ checkpoints intact. With ``schedule="log"`` (default) only epochs ``1, 2, 3, 4, 
 where the signal is (spec/label-issues.md); ``schedule="every"`` writes every call.
 
 **What it is for.** :func:`representer.find_label_issues` averages each training point's loss on
-its given label over the checkpoints (weighted by log-time, :func:`log_time_weights`), and
+its given label over the checkpoints (averaged over log-spaced epochs, :func:`log_grid_weights`), and
 :class:`~representer.TracInCP` takes the same checkpoints and learning rates.
 """
 
@@ -62,22 +62,26 @@ def _on_log_schedule(epoch: int) -> bool:
     return epoch in log_schedule_epochs(epoch)
 
 
-def log_time_weights(epochs: Sequence[int]) -> np.ndarray:
-    """Weights of checkpoints at ``epochs`` (strictly increasing, ≥ 0) for an average over *log* training time.
+def log_grid_weights(epochs: Sequence[int]) -> np.ndarray:
+    """Weights of checkpoints at ``epochs`` (strictly increasing, ≥ 0) for an average over log-spaced epochs.
 
-    Checkpoint ``c`` stands for the epochs since the previous one, ``(e_{c−1}, e_c]`` with
-    ``e_0 = 0``, and gets the log-time they span, ``w_c ∝ log(1 + e_c) − log(1 + e_{c−1})``: the
-    average is ``∫ s(t) d log(1 + t)``. It gives the early, pre-memorisation epochs their weight
-    whether the checkpoints were taken every epoch or on the log schedule (there the weights are
-    near-equal); a checkpoint of the initial weights (epoch 0) gets weight 0. Normalised to sum to 1.
+    The grid is the log schedule up to the last checkpoint, ``G = {1, 2, 3, 4, 6, 8, 11, …} ∪ {e_C}``
+    (:func:`log_schedule_epochs`). Each grid epoch is represented by the recorded checkpoint nearest
+    to it in ``log`` epoch, and a checkpoint's weight is the share of grid epochs it represents. So
+    a recording made on the log schedule is averaged uniformly, one made every epoch is averaged
+    over its log-spaced epochs (the early, pre-memorisation epochs keep their weight however many
+    late ones follow), and a sparse one gives its earliest checkpoint the early grid epochs. A
+    checkpoint of the initial weights (epoch 0) represents no grid epoch. Sums to 1.
     """
     e = np.asarray(epochs, dtype=np.float64)
     if e.ndim != 1 or e.size == 0 or np.any(e < 0) or np.any(np.diff(e) <= 0) or e[-1] < 1:
         raise InputError(
             f"checkpoint epochs must be non-negative, strictly increasing and reach at least 1; got {list(epochs)}."
         )
-    widths = np.diff(np.log1p(np.concatenate([[0.0], e])))
-    return widths / widths.sum()
+    trained = np.flatnonzero(e >= 1)
+    grid = np.array(sorted(set(log_schedule_epochs(int(e[-1]))) | {int(e[-1])}), dtype=np.float64)
+    nearest = trained[np.abs(np.log(grid)[:, None] - np.log(e[trained])[None, :]).argmin(axis=1)]
+    return np.bincount(nearest, minlength=e.size) / grid.size
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ a network / features, no checkpoints     ``cross-fit`` (K convex head refits)   
 
 Routes (``method=``):
 
-* ``"trajectory-loss"``: the log-time average of the loss on the given label over the checkpoints
-  (:meth:`~representer.trajectory.Trajectory.mean_loss`); for boosters, over boosting rounds.
+* ``"trajectory-loss"``: the loss on the given label averaged over the checkpoints at log-spaced
+  epochs (:meth:`~representer.trajectory.Trajectory.mean_loss`); for boosters, over boosting rounds.
 * ``"trajectory-margin"``: area under the margin over the same trajectory, negated.
 * ``"tracin"``: TracIn self-influence ``Σ_c η_c ‖∇ℓ_i(θ_c)‖²`` of the head (``params=None``; a closed
   form from one forward pass per checkpoint) or of the named layers (:class:`~representer.TracInCP`).
@@ -229,7 +229,7 @@ def choose(inputs: Inputs) -> Choice:
         return Choice(
             "trajectory-loss",
             f"{len(inputs.checkpoints)} checkpoints: each point's loss on its given label averaged over training "
-            "(log-time) sees the epochs before the network memorised it",
+            "(log-spaced epochs) sees the epochs before the network memorised it",
         )
     fitted = fitted_fraction(inputs.adapter, inputs.phi, inputs.y)
     reason = (
