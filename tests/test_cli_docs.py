@@ -29,7 +29,7 @@ def test_option_table_is_current(tool):
 def test_cli_reference_is_current(tool):
     text = (ROOT / "docs" / "cli.md").read_text()
     assert tool("gen_cli_docs").cli_doc(text) == text, "run `python tools/gen_cli_docs.py`"
-    for command in ("demo", "bench", "fit", "methods", "explain", "debug", "report"):
+    for command in ("demo", "bench", "fit", "methods", "explain", "debug", "report", "review"):
         assert f"<!-- generated: {command} -->" in text
 
 

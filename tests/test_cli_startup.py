@@ -24,7 +24,7 @@ def _modules_after(args: list[str]) -> list[str]:
     return json.loads(out.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("args", [["--help"], ["fit", "--help"], ["debug", "--help"], ["bench", "--help"]])
+@pytest.mark.parametrize("args", [["--help"], ["fit", "--help"], ["debug", "--help"], ["bench", "--help"], ["review", "--help"]])
 def test_help_imports_no_heavy_module(args):
     assert _modules_after(args) == []
 
@@ -66,7 +66,7 @@ def test_help_takes_little_longer_than_importing_the_package():
 def test_python_dash_m_prints_the_command_help():
     result = subprocess.run([sys.executable, "-m", "representer", "--help"], capture_output=True, text=True, check=True)
     assert "Usage: representer [OPTIONS] COMMAND" in result.stdout
-    for command in ("demo", "bench", "fit", "explain", "debug", "report"):
+    for command in ("demo", "bench", "fit", "explain", "debug", "report", "review"):
         assert f"  {command} " in result.stdout
 
 

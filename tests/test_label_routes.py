@@ -330,3 +330,25 @@ def test_command_line_lists_every_route():
     from representer._cli_options import ROUTES as CLI_ROUTES
 
     assert tuple(ROUTES) == CLI_ROUTES
+
+
+@pytest.mark.parametrize("kind", ["sklearn-gb", "sklearn-hgb", "lightgbm"])
+def test_boosting_trajectory_matches_each_libraries_staged_predictions(kind):
+    from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(150, 4))
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.3)
+    if kind == "sklearn-gb":
+        model = GradientBoostingClassifier(n_estimators=7, max_depth=2, random_state=0).fit(X, y)
+        staged = list(model.staged_decision_function(X))
+    elif kind == "sklearn-hgb":
+        model = HistGradientBoostingClassifier(max_iter=7, max_leaf_nodes=4, early_stopping=False, random_state=0).fit(X, y)
+        staged = list(model.staged_decision_function(X))
+    else:
+        lgb = pytest.importorskip("lightgbm")
+        model = lgb.LGBMClassifier(n_estimators=7, num_leaves=4, min_child_samples=5, verbose=-1, n_jobs=1).fit(X, y)
+        staged = [model.predict(X, raw_score=True, num_iteration=r) for r in range(1, 8)]
+    trajectory = boosting_trajectory(rp.TreeEnsemble(model), X, y, rounds=[2, 5, 7])
+    for row, r in enumerate([2, 5, 7]):
+        np.testing.assert_allclose(trajectory.losses[row], label_statistics(staged[r - 1], y)[0], rtol=1e-6, atol=1e-9)

@@ -347,6 +347,7 @@ def fit(
     class_names: Annotated[str | None, typer.Option("--class-names", help="Comma-separated name of each class in the order of the model's outputs (default: sorted folder names / labels, if as many as the model's classes).", rich_help_panel=DATA_PANEL)] = None,
     force: Annotated[bool, typer.Option("--force", help="Write the run into an --out folder that holds other files (they are kept).")] = False,
     checkpoints: Annotated[Path | None, typer.Option("--checkpoints", help="Folder of checkpoints recorded while the network trained (rp.CheckpointRecorder): `debug` then ranks labels by the training trajectory.", rich_help_panel=MODEL_PANEL)] = None,
+    corrections: Annotated[Path | None, typer.Option("--corrections", help="Corrections file of `representer review RUN --export`: relabel and remove those training points first.", rich_help_panel=DATA_PANEL)] = None,
     **method_options: Any,
 ) -> None:
     """Fit an explainer on your model and training data, and save it in a run folder."""
@@ -374,6 +375,8 @@ def fit(
         if checkpoints is not None and not (checkpoints / INDEX_FILE).is_file():
             raise InputError(f"`--checkpoints` {checkpoints} holds no checkpoint recording (no {INDEX_FILE}); record one "
                              "with rp.CheckpointRecorder while the network trains.")
+        if corrections is not None and not corrections.is_file():
+            raise InputError(f"`--corrections`: the file {corrections} does not exist; write it with `representer review RUN --export`.")
         steps(f"Loading the data ({data.name})")
         user_data = load_data(data_spec)
         steps(f"Loading the model ({Path(model).name})")
@@ -384,6 +387,12 @@ def fit(
         if user_data.classes is not None:
             user_data.classes.check_classes(n_classes, "the model")
         classes = ClassMapping.class_ids(n_classes) if user_data.classes is None else user_data.classes
+        corrected = None
+        if corrections is not None:
+            from .review.corrections import apply_corrections
+
+            steps(f"Applying the corrections of {corrections.name}")
+            user_data, corrected = apply_corrections(corrections, user_data, classes)
         test = user_data.test
         steps(f"Fitting {method} on {len(user_data.train.y)} training points")
         explainer.model = user_model.adapter
@@ -412,6 +421,7 @@ def fit(
             "train_fingerprint": data_fingerprint(user_data.train),
             "accuracy": accuracy,
             "checkpoints": recording,
+            "corrections": corrected,
         }
         write_run(out, explainer, info, force=force)
     table = _table(f"{method} fitted on {info['n_train']} training points ({info['n_test']} test)")
@@ -585,3 +595,54 @@ def report(
         steps("Writing the HTML report")
         path = write_report(opened, show_explanations=show_explanations, show_issues=show_issues)
     _print_outputs({"Report": _path(path)})
+
+
+@app.command(cls=Command)
+def review(
+    run: RunArgument,
+    host: Annotated[str, typer.Option(help="Address the app listens on (default: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port the app listens on (0: a free port).")] = 0,
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="Print the URL (with its session token) without opening a browser.")] = False,
+    export: Annotated[Path | None, typer.Option("--export", help="Write the current keep / relabel / remove decisions as a corrections file (for `fit --corrections`) and stop: no server, no model loaded.")] = None,
+    train: Annotated[str | None, typer.Option("--train", help="Retrain on the given vs the corrected labels and stop: module:function / file.py:function taking (X, y) (or (X, y, seed=…)) and returning a fitted model, or 'zoo' (the run's build_model() trained by representer.zoo.train_classifier); writes retrain.json and report.html.")] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="With --train zoo: training epochs.")] = 10,
+    seed: Annotated[int, typer.Option(help="With --train: the seed of both trainings.")] = 0,
+    trust_code: TrustOption = False,
+) -> None:
+    """Review the suspicious labels `debug` ranked in a local web app; export the decisions; retrain with them."""
+    from .review import open_review, write_corrections
+    from .userrun import RETRAIN_FILE, write_report
+
+    started = time.perf_counter()
+    with _working() as steps:
+        opened = open_review(run, with_model=export is None or train is not None, trust_code=trust_code, steps=steps)
+        if export is not None:
+            fixes = opened.corrections()
+            write_corrections(export, fixes)
+        if train is not None:
+            from .review.retrain import retrain_comparison
+
+            record = retrain_comparison(opened, train, seed=seed, epochs=epochs, steps=steps)
+            steps("Writing the HTML report")
+            report_path = write_report(opened.run)
+    if export is not None:
+        _print_outputs({"Corrections": f"{_path(export)} ({fixes.n_relabel} relabelled, {fixes.n_remove} removed, "
+                                      f"{len(fixes.rows) - fixes.n_relabel - fixes.n_remove} kept)  next: [bold]representer fit … --corrections {escape(str(export))}[/bold]"})
+    if train is not None:
+        table = _table(f"Retrained by {escape(train)} (seed {seed}) on {record['n_test']} test points")
+        for column in ("training labels", "points", "test accuracy"):
+            table.add_column(column, justify="left" if column == "training labels" else "right")
+        table.add_row("as given", str(record["before"]["n_train"]), f"{100 * record['before']['test_accuracy']:.2f} %")
+        table.add_row(f"corrected ({record['relabelled']} relabelled, {record['removed']} removed)", str(record["after"]["n_train"]),
+                      f"{100 * record['after']['test_accuracy']:.2f} %")
+        console.print(table)
+        _print_outputs({"Comparison": _path(run / RETRAIN_FILE), "Report": _path(report_path)}, started)
+    if export is None and train is None:
+        from .review.server import serve
+
+        progress = opened.progress()
+        console.print(f"Reviewing {progress['total']} ranked training labels of {_path(run)} ({progress['reviewed']} reviewed so far); "
+                      "decisions are saved in review.sqlite. Stop with Ctrl-C.", soft_wrap=True)
+        with _reported_errors():
+            serve(opened, host=host, port=port, open_browser=not no_browser,
+                  on_ready=lambda url: console.print(f"Open [bold]{escape(url)}[/bold]", soft_wrap=True))

@@ -56,9 +56,11 @@ EXPLANATIONS_FILE = "explanations.json"
 ISSUES_FILE = "label_issues.json"
 ISSUES_CSV = "label_issues.csv"
 REPORT_FILE = "report.html"
+RETRAIN_FILE = "retrain.json"  # written by `representer review --train`
+REVIEW_FILE = "review.sqlite"  # the review's decisions (representer.review.store), never deleted by `fit`
 STATE_FILE = "state.safetensors"  # written by Explainer.save
-#: What ``explain``, ``debug`` and ``report`` add to a run; ``fit`` deletes them when it refits a folder.
-OUTPUT_FILES = (EXPLANATIONS_FILE, ISSUES_FILE, ISSUES_CSV, REPORT_FILE)
+#: What ``explain``, ``debug``, ``report`` and ``review --train`` add to a run; ``fit`` deletes them when it refits a folder.
+OUTPUT_FILES = (EXPLANATIONS_FILE, ISSUES_FILE, ISSUES_CSV, REPORT_FILE, RETRAIN_FILE)
 #: Every file of a run folder: a folder holding others is not a run folder.
 RUN_FILES = (RUN_FILE, CONFIG_FILE, STATE_FILE, *OUTPUT_FILES)
 #: Version of run.json's layout: (major, minor); a newer major version is refused.
@@ -106,6 +108,10 @@ def open_run(folder: Path, *, with_model: bool, steps: Callable[[str], None], tr
         spec = replace(spec, class_names=classes.names)
     steps(f"Loading the data ({Path(spec.path).name})")
     data = load_data(spec)
+    if info.get("corrections"):
+        from .review.corrections import apply_record
+
+        data = apply_record(data, info["corrections"])
     if data_fingerprint(data.train) != info["train_fingerprint"]:
         raise StaleStateError(f"The training data at {spec.path} changed since `representer fit`; fit the run again.")
     run = Run(folder, info, data)
@@ -211,6 +217,12 @@ def folder_state(folder: Path) -> tuple[str, list[str]]:
 def check_out(folder: Path, *, force: bool) -> str:
     """The :func:`folder_state` of ``folder``, refused if it holds other files and ``force`` is off."""
     state, foreign = folder_state(folder)
+    if REVIEW_FILE in foreign and not force:
+        raise InputError(
+            f"`--out` {folder} holds review decisions ({REVIEW_FILE}), which a new fit would orphan. Export them "
+            f"(`representer review {folder} --export corrections.csv`) and fit into another folder (with --corrections), or "
+            "pass --force to refit here and keep them (they stay valid only if the training data and classes are unchanged)."
+        )
     if state == "other" and not force:
         shown = ", ".join(foreign[:5]) + (", …" if len(foreign) > 5 else "")
         raise InputError(
@@ -405,15 +417,44 @@ def write_report(run: Run, *, show_explanations: int | None = None, show_issues:
             title=f"Why the model predicts what it predicts ({explained['split']} points)", wide=wide,
             train_names=data.train.items, test_names=points.items,
         )
+    retrained = _read_output(folder, RETRAIN_FILE, "review --train", ("before", "after", "train", "seed"))
+    if retrained is not None:
+        _add_retrain(report, retrained, info)
     if config.get("fit_report_"):
         report.add_table(config["fit_report_"], title=f"{info['method']} fit", caption=f"{config['class']}({config['params']})")
     report.add_table(
         {"method": info["method"], **{f"option {k}": v for k, v in info["params"].items()}, "model": info["model"]["source"],
          "weights": info["model"]["weights"] or "-", "data": info["data"]["path"], "test data": info["data"]["test_path"] or "-",
-         **{f"accuracy ({k})": v for k, v in info["accuracy"].items()}},
+         **{f"accuracy ({k})": v for k, v in info["accuracy"].items()}, **_corrections_summary(info)},
         title="Run",
     )
     return report.write(folder / REPORT_FILE)
+
+
+def _add_retrain(report: Any, record: dict[str, Any], info: dict[str, Any]) -> None:
+    """The section of ``representer review --train``: test accuracy on the given vs the corrected labels."""
+    rows = [{"training labels": "as given", "training points": record["before"]["n_train"],
+             "test accuracy": f"{100 * record['before']['test_accuracy']:.2f} %"},
+            {"training labels": f"corrected ({record['relabelled']} relabelled, {record['removed']} removed)",
+             "training points": record["after"]["n_train"], "test accuracy": f"{100 * record['after']['test_accuracy']:.2f} %"}]
+    gain = 100 * (record["after"]["test_accuracy"] - record["before"]["test_accuracy"])
+    fitted = record.get("fitted_model_test_accuracy")
+    report.add_table(rows, title="Retrained with the review's corrections",
+                     caption=f"Both models trained by {record['train']} with seed {record['seed']}, on the run's "
+                             f"{record['n_test']} test points: {gain:+.2f} points; "
+                             f"{record['changed_test_predictions']} test predictions changed; one test point is "
+                             f"{100 / max(record['n_test'], 1):.2f} points."
+                             + (f" The explained model itself, trained by you outside representer, scores {100 * fitted:.2f} %." if fitted is not None else ""))
+
+
+def _corrections_summary(info: dict[str, Any]) -> dict[str, Any]:
+    """The corrections ``fit --corrections`` applied, for the report's run table."""
+    record = info.get("corrections")
+    if not record:
+        return {}
+    rows = record["rows"]
+    return {"corrections": record["source"], "relabelled at fit": sum(r["decision"] == "relabel" for r in rows),
+            "removed at fit": sum(r["decision"] == "remove" for r in rows)}
 
 
 def _read_output(folder: Path, name: str, command: str, keys: tuple[str, ...]) -> dict[str, Any] | None:
