@@ -327,7 +327,7 @@ def test_bad_input_is_named(memorised, tmp_path):
 
 def test_command_line_lists_every_route():
     from representer.label_routes import ROUTES
-    from representer.userrun import ROUTES as CLI_ROUTES
+    from representer._cli_options import ROUTES as CLI_ROUTES
 
     assert tuple(ROUTES) == CLI_ROUTES
 

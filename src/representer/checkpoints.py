@@ -88,10 +88,14 @@ def log_grid_weights(epochs: Sequence[int]) -> np.ndarray:
 class Checkpoint:
     """One recorded state of the network.
 
-    Attributes:
-        state: parameter (and buffer) name → tensor, as in ``state_dict()``.
-        epoch: completed training epochs when it was taken (0 = the initial weights).
-        learning_rate: the learning rate in force for the epochs that led to it (TracIn's ``η``).
+    Attributes
+    ----------
+    state : mapping of str to Tensor
+        Parameter (and buffer) name → tensor, as in ``state_dict()``.
+    epoch : int
+        Completed training epochs when it was taken (0 = the initial weights).
+    learning_rate : float
+        The learning rate in force for the epochs that led to it (TracIn's ``η``).
     """
 
     state: Mapping[str, torch.Tensor]
@@ -102,15 +106,25 @@ class Checkpoint:
 class CheckpointRecorder:
     """Save a few checkpoints of a training loop to a folder (safetensors + ``checkpoints.json``).
 
-    Args:
-        folder: where the checkpoints go (created if needed).
-        schedule: ``"log"`` (default): write only epochs ``round(√2^k)``; ``"every"``: every call.
-        params: names or prefixes of the parameters to keep (e.g. ``["classifier"]``); default:
-            the whole ``state_dict`` (needed for the trajectory ranking, which runs the network).
-        overwrite: a folder that already holds a recording is refused unless ``True`` (then its
-            recording is replaced by this one).
-
     Call :meth:`save` after each epoch with the epoch count (1-based) and the learning rate.
+
+    Parameters
+    ----------
+    folder : str or Path
+        Where the checkpoints go (created if needed).
+    schedule : {"log", "every"}, default "log"
+        ``"log"``: write only epochs ``round(√2^k)`` (1, 2, 3, 4, 6, 8, 11, …); ``"every"``: every call.
+    params : list of str, optional
+        Names or prefixes of the parameters to keep (e.g. ``["classifier"]``); default: the whole
+        ``state_dict`` (needed for the trajectory ranking, which runs the network).
+    overwrite : bool, default False
+        A folder that already holds a recording is refused unless ``True`` (then its recording is
+        replaced by this one).
+
+    Raises
+    ------
+    InputError
+        An unknown ``schedule``, ``params`` that are not names, or a folder holding a recording without ``overwrite``.
     """
 
     def __init__(self, folder: str | Path, *, schedule: Schedule = "log", params: Sequence[str] | None = None,
@@ -138,13 +152,45 @@ class CheckpointRecorder:
         return len(self._entries)
 
     def wants(self, epoch: int) -> bool:
-        """Whether :meth:`save` at ``epoch`` writes a checkpoint under the schedule."""
+        """Whether :meth:`save` at ``epoch`` writes a checkpoint under the schedule.
+
+        Parameters
+        ----------
+        epoch : int
+            Completed epochs.
+
+        Returns
+        -------
+        bool
+        """
         return self.schedule == "every" or _on_log_schedule(int(epoch))
 
     def save(self, model: nn.Module, *, epoch: int, learning_rate: float, force: bool = False) -> Path | None:
-        """Record ``model``'s state after ``epoch`` completed epochs; returns the file, or ``None`` if skipped.
+        """Record ``model``'s state after ``epoch`` completed epochs (written atomically, hashed in the index).
 
-        ``force=True`` writes off-schedule too (e.g. the last epoch). Epochs must increase.
+        Parameters
+        ----------
+        model : nn.Module
+            The network being trained.
+        epoch : int
+            Completed epochs (0 = the initial weights); must increase between calls.
+        learning_rate : float
+            The learning rate of the epochs that led here (> 0).
+        force : bool, default False
+            Write off-schedule too (e.g. the last epoch).
+
+        Returns
+        -------
+        Path or None
+            The checkpoint file, or ``None`` when the schedule skips ``epoch``.
+
+        Raises
+        ------
+        InputError
+            ``model`` not an ``nn.Module``, an ``epoch`` that is not a non-negative integer or does not
+            increase, a ``learning_rate`` that is not positive, or ``params`` matching nothing.
+        OutputError
+            The checkpoint cannot be written (the recording so far is kept).
         """
         from safetensors.torch import save_file
 
@@ -183,9 +229,22 @@ class CheckpointRecorder:
 def load_checkpoints(folder: str | Path) -> list[Checkpoint]:
     """Read a recording written by :class:`CheckpointRecorder`, oldest first, checking every file's hash.
 
-    Raises :class:`~representer.errors.InputError` for a folder without a recording and
-    :class:`~representer.errors.StaleStateError` for a file that is missing or changed since it was
-    recorded.
+    Parameters
+    ----------
+    folder : str or Path
+        The recorder's folder.
+
+    Returns
+    -------
+    list of Checkpoint
+        In training order.
+
+    Raises
+    ------
+    InputError
+        A folder without a recording, or with no checkpoints yet.
+    StaleStateError
+        A file that is missing or changed since it was recorded, or a damaged or newer index.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from ._progress import progress_bar
+from ._validation import to_tensor
 from .checkpoints import Checkpoint, check_architecture, log_grid_weights, log_schedule_epochs
 from .errors import InputError, ModelError
 from .models import TorchClassifier, TreeEnsemble
@@ -89,8 +90,8 @@ def label_statistics(logits: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.
 
     ``K = 1`` is a binary sigmoid head, ``p(1) = σ(z)``: the signed logit ``s = ±z`` is the log-odds of the label.
     """
-    z = torch.as_tensor(np.asarray(logits, dtype=np.float64))
-    labels = torch.as_tensor(np.asarray(y, dtype=np.int64))
+    z = to_tensor(np.asarray(logits, dtype=np.float64))
+    labels = to_tensor(np.asarray(y, dtype=np.int64))
     if z.shape[1] == 1:
         s = torch.where(labels == 1, z[:, 0], -z[:, 0])
         loss = torch.nn.functional.softplus(-s)

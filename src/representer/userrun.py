@@ -68,41 +68,6 @@ RUN_FORMAT = (2, 0)
 _RUN_KEYS = ("format_version", "method", "params", "device", "model", "data", "classes", "n_train", "n_test",
              "train_fingerprint", "accuracy", "explainer_digest")
 
-#: Method name on the command line → (explainer class, the method options it accepts).
-METHODS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "rps-l2": ("RPSL2", ("lam",)),
-    "rps-lje": ("RPSLJE", ("gamma", "damping")),
-    "dualview": ("DualView", ("C", "seed")),
-    "influence": ("InfluenceFunction", ("hessian", "damping")),
-    "relatif": ("RelatIF", ("kind", "hessian", "damping")),
-    "similarity": ("GradientSimilarity", ()),
-    "knn": ("FeatureSimilarity", ("metric", "n_neighbors")),
-}
-#: Label-ranking routes of ``representer debug --method`` (those of :mod:`representer.label_routes`,
-#: named here so that the command line does not import torch to show its help).
-ROUTES = ("trajectory-loss", "trajectory-margin", "tracin", "cross-fit", "loss", "influence", "rps-l2", "rps-lje", "dualview")
-
-#: Method option (explainer keyword) → its command-line flag, for error messages.
-OPTION_NAMES = {"lam": "--lam", "gamma": "--gamma", "damping": "--damping", "C": "--C", "seed": "--seed",
-                "hessian": "--hessian", "kind": "--kind", "metric": "--metric", "n_neighbors": "--n-neighbors"}
-
-
-def method_params(method: str, given: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The explainer class name of ``method`` and the options of ``given`` that were set (not None).
-
-    An unknown method, or a set option that ``method`` does not accept, raises :class:`InputError`.
-    """
-    if method not in METHODS:
-        raise InputError(f"`--method` must be one of {', '.join(METHODS)}; got {method!r}.")
-    class_name, accepted = METHODS[method]
-    chosen = {k: v for k, v in given.items() if v is not None}
-    foreign = [OPTION_NAMES[k] for k in chosen if k not in accepted]
-    if foreign:
-        takes = ", ".join(OPTION_NAMES[k] for k in accepted) or "no method options"
-        raise InputError(f"{', '.join(foreign)} does not apply to --method {method} (it takes {takes}).")
-    return class_name, chosen
-
-
 def data_fingerprint(split: Split) -> str:
     """A content hash of a split's inputs and labels (texts: their NUL-joined UTF-8 bytes)."""
     from .models.base import array_fingerprint
@@ -132,7 +97,7 @@ def open_run(folder: Path, *, with_model: bool, steps: Callable[[str], None], tr
     run's device and the saved explainer is loaded onto it, checked against run.json.
     """
     from .methods import load as load_explainer
-    from .methods.persistence import read_config
+    from .methods.persistence import ModelChangedError, read_config
     from .userdata import DataSpec, load_data
     from .usermodel import load_model
 
@@ -157,9 +122,25 @@ def open_run(folder: Path, *, with_model: bool, steps: Callable[[str], None], tr
                 "`representer fit --force`?); fit the run again."
             )
         steps(f"Loading the model and the fitted {info['method']} explainer")
-        run.model = place(load_model(_model_spec(info, folder), trust_code=trust_code), info["device"])
-        run.explainer = load_explainer(folder, run.model.adapter, class_names=classes.names)
+        spec = _model_spec(info, folder)
+        run.model = place(load_model(spec, trust_code=trust_code), info["device"])
+        try:
+            run.explainer = load_explainer(folder, run.model.adapter, class_names=classes.names)
+        except ModelChangedError as exc:
+            raise StaleStateError(_model_changed(folder, spec, info["data"]["path"], exc.parts)) from exc
     return run
+
+
+def _model_changed(folder: Path, spec: Any, data: str, parts: str) -> str:
+    """Why a run's model no longer matches its explainer, and the command that fits the run again."""
+    files = f"weights {spec.weights}" if spec.weights else f"model file {spec.source}"
+    weights = f" --weights {spec.weights}" if spec.weights else ""
+    return (
+        f"The model that {folder / RUN_FILE} names ({spec.source}, {files}) is not the one `representer fit` explained "
+        f"(different parameters: {parts}). If the {'weights' if spec.weights else 'model'} file was replaced or "
+        f"retrained, fit the run again: `representer fit --model {spec.source}{weights} --data {data} … --out {folder}`; "
+        "otherwise restore the file `fit` read."
+    )
 
 
 def read_run_record(folder: Path) -> dict[str, Any]:
@@ -410,7 +391,7 @@ def write_report(run: Run, *, show_explanations: int | None = None, show_issues:
         predictions[issues.indices] = [r["predicted"] for r in shown]
         route = flagged.get("route") or flagged["ranking"]
         report.add_label_issues(issues, renderer=train_items, predictions=predictions, class_names=names, top=len(shown),
-                                title=f"Most suspicious training labels ({route})", wide=wide)
+                                title=f"Most suspicious training labels ({route})", wide=wide, train_names=data.train.items)
         if flagged.get("reason"):
             caveat = f" Caveat: {flagged['caveat']}." if flagged.get("caveat") else ""
             report.add_text(f"Ranked by {route}: {flagged['reason']}.{caveat}", title="How these labels were ranked")
@@ -434,6 +415,7 @@ def write_report(run: Run, *, show_explanations: int | None = None, show_issues:
             train_labels=data.train.y, test_indices=[r["index"] for r in rows], test_labels=points.y,
             rows=range(min(len(rows), show_explanations or explained["show"])), class_names=names,
             title=f"Why the model predicts what it predicts ({explained['split']} points)", wide=wide,
+            train_names=data.train.items, test_names=points.items,
         )
     retrained = _read_output(folder, RETRAIN_FILE, "review --train", ("before", "after", "train", "seed"))
     if retrained is not None:

@@ -53,26 +53,42 @@ _SELF_INFLUENCE_MODES = ("coefs", "self")
 class DualView(Explainer):
     """DualView: sparse attributions from the dual of a Crammer–Singer SVM on z-scored features.
 
-    Args:
-        model: a :class:`~representer.TorchClassifier`, :class:`~representer.Features` or ``nn.Module``.
-        C: the SVM's box constraint in ``convention`` (default 0.001, the paper's value in Shark's
-            convention). Smaller ``C`` = softer margin = more support vectors.
-        convention: ``"shark"`` (reference code, ½-margin) or ``"textbook"`` (Crammer & Singer);
-            Shark's ``C`` equals the textbook ``C/4`` and Shark's ``β`` is 4× the textbook ``β``.
-        tol: stop when every example's KKT violation is ≤ ``tol`` (Shark's default 1e-3).
-        max_epochs: cap on the solver's passes over the data (a ``RuntimeWarning`` when reached).
-        seed: seed of the solver's example order (results are deterministic given it).
-        eps: features with population std ≤ ``eps · (1 + |mean|)`` are dropped (z set to 0).
-        self_influence_mode: ``"coefs"`` ranks training points by ``Σ_c |β_ic|`` (the paper's
-            "coefs" variant; it equals ``2 β_{i,y_i}`` = twice the point's total multiplier, so it
-            orders points by how far inside the margin they are pushed); ``"self"`` by
-            ``β_{i,y_i} ⟨z_i, z_i⟩``, the point's own-label attribution at itself.
-        **engine: ``block_size``, ``test_batch_size``, ``device``, ``dtype`` (see :class:`Explainer`).
+    Parameters
+    ----------
+    model : TorchClassifier, Features or nn.Module
+        The classifier to explain (an ``nn.Module`` is wrapped in :class:`~representer.TorchClassifier`).
+    C : float, default 0.001
+        The SVM's box constraint in ``convention`` (0.001 is the paper's value in Shark's convention).
+        Smaller ``C`` = softer margin = more support vectors.
+    convention : {"shark", "textbook"}, default "shark"
+        ``"shark"`` (the reference code, ½-margin) or ``"textbook"`` (Crammer & Singer); Shark's ``C``
+        equals the textbook ``C/4`` and Shark's ``β`` is 4× the textbook ``β``.
+    tol : float, default 0.001
+        Stop when every example's KKT violation is ≤ ``tol`` (Shark's default).
+    max_epochs : int, default 10000
+        Cap on the solver's passes over the data (a ``RuntimeWarning`` when reached).
+    seed : int, default 0
+        Seed of the solver's example order (results are deterministic given it).
+    eps : float, default 1e-12
+        Features with population std ≤ ``eps · (1 + |mean|)`` are dropped (z set to 0).
+    self_influence_mode : {"coefs", "self"}, default "coefs"
+        What :meth:`self_influence` ranks by: ``"coefs"`` ``Σ_c |β_ic|`` (the paper's "coefs" variant; it
+        equals ``2 β_{i,y_i}``, twice the point's total multiplier, so it orders points by how far inside the
+        margin they are pushed); ``"self"`` ``β_{i,y_i} ⟨z_i, z_i⟩``, the point's own-label attribution at
+        itself.
+    **engine
+        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names`` (see :class:`Explainer`).
 
-    Fitted attributes: ``beta_`` ``(n, K)``, ``alpha_`` ``(n, K)``, ``weight_`` ``(K, D)`` (the
-    surrogate's weights in ``convention``), ``mean_`` ``(D,)``, ``inv_scale_`` ``(D,)`` (``1/s``, 0 for
-    dropped features), ``fit_report_`` (solver diagnostics, time, surrogate accuracy) and the
-    derived ``sparsity_report_``.
+    Attributes
+    ----------
+    beta_, alpha_ : ndarray of shape (n, K)
+        The dual variables (attributions) and the solver's multipliers.
+    weight_ : ndarray of shape (K, D)
+        The surrogate's weights in ``convention``.
+    mean_, inv_scale_ : ndarray of shape (D,)
+        The z-scoring: mean and ``1/s`` (0 for dropped features).
+    fit_report_ : dict
+        Solver diagnostics, time, surrogate accuracy; and the derived ``sparsity_report_``.
     """
 
     name = "dualview"
@@ -144,11 +160,33 @@ class DualView(Explainer):
         }
 
     def standardize(self, phi: np.ndarray) -> np.ndarray:
-        """``z = (φ − μ) · (1/s)``, with dropped (constant) features set to 0."""
+        """z-score features as the fit did: ``z = (φ − μ) · (1/s)``, dropped (constant) features set to 0.
+
+        Parameters
+        ----------
+        phi : ndarray of shape (m, D)
+            Features.
+
+        Returns
+        -------
+        ndarray of shape (m, D)
+            ``z``, float64.
+        """
         return (np.asarray(phi, dtype=np.float64) - self.mean_) * self.inv_scale_
 
     def train_z(self) -> np.ndarray:
-        """The z-scored training features ``Z`` ``(n, D)``."""
+        """The z-scored training features.
+
+        Returns
+        -------
+        ndarray of shape (n, D)
+            ``Z``.
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+        """
         self._check_fitted()
         return self.standardize(self.train_features_)
 
@@ -161,11 +199,21 @@ class DualView(Explainer):
         return TestFactors({"x": torch.as_tensor(self.standardize(phi))}, out, torch.ones(len(out), dtype=torch.float64))
 
     def ranking_tiebreak(self) -> np.ndarray:
-        """Negated surrogate margin ``−(w_{y_i} − max_{c≠y_i} w_c)ᵀ z_i``, ``(n,)``: orders tied self-influence.
+        """The negated surrogate margin ``−(w_{y_i} − max_{c≠y_i} w_c)ᵀ z_i``: orders tied self-influence.
 
         Every point at the bound has the same ``Σ_c |β_ic| = 2C``; among them, the one the surrogate
         classifies worst (deepest margin violation, ``ξ_i`` largest) is the most suspicious. Points
         with ``β_i = 0`` are ordered by how close they are to the margin.
+
+        Returns
+        -------
+        ndarray of shape (n,)
+            Larger = more suspicious.
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
         """
         self._check_fitted()
         scores = self.train_z() @ self.weight_.T
@@ -185,8 +233,17 @@ class DualView(Explainer):
     def representer_weights(self) -> np.ndarray:
         """The surrogate's weights rebuilt from the duals: ``Σ_i β_i z_iᵀ`` (textbook) or ``½ Σ_i β_i z_iᵀ`` (Shark).
 
-        Equals ``weight_`` (what the solver returned) to rounding; ``Σ_i DV(t, i, c)`` is
-        ``w_cᵀ z_t`` (textbook) or ``2 w_cᵀ z_t`` (Shark).
+        ``Σ_i DV(t, i, c)`` is ``w_cᵀ z_t`` (textbook) or ``2 w_cᵀ z_t`` (Shark).
+
+        Returns
+        -------
+        ndarray of shape (K, D)
+            Equals ``weight_`` (what the solver returned) to rounding.
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
         """
         self._check_fitted()
         factor = 0.5 if self.convention == "shark" else 1.0

@@ -154,14 +154,41 @@ class TreeEnsemble(ClassifierAdapter):
         return self._forest.tree_class.copy()
 
     def features(self, X: Any) -> np.ndarray:
-        """φ(X) as a dense float64 ``(n, D)`` array; see the class docstring for each feature kind."""
+        """φ(X) as a dense array; see the class docstring for each feature kind.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n, n_columns)
+            The booster's input table.
+
+        Returns
+        -------
+        ndarray of shape (n, D)
+            float64 features (``D = n_trees`` for margins, ``n_leaves`` for leaves).
+
+        Raises
+        ------
+        InputError
+            ``X`` not 2-dimensional, or with another number of columns than the booster was trained on.
+        """
         if self.feature_kind == "leaves":
             return self.features_sparse(X).toarray()
         margins = self._tree_margins(X)
         return expit(margins) - 0.5 if self.feature_kind == "paper" else margins
 
     def features_sparse(self, X: Any) -> sp.csr_matrix:
-        """φ(X) as a float64 CSR matrix (for ``"leaves"``: ``n_trees`` ones per row, sorted columns)."""
+        """φ(X) as a sparse matrix (for ``"leaves"``: ``n_trees`` ones per row, sorted columns).
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n, n_columns)
+            The booster's input table.
+
+        Returns
+        -------
+        scipy.sparse.csr_matrix of shape (n, D)
+            float64 features.
+        """
         if self.feature_kind != "leaves":
             return sp.csr_matrix(self.features(X))
         rows = self._global_node_ids(X)
@@ -171,7 +198,18 @@ class TreeEnsemble(ClassifierAdapter):
         return sp.csr_matrix((np.ones(n * m), columns, indptr), shape=(n, self.n_leaves))
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities from the head: ``[1 − σ(z), σ(z)]`` for binary, ``softmax(z)`` else."""
+        """Class probabilities from the head: ``[1 − σ(z), σ(z)]`` for binary, ``softmax(z)`` else.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n, n_columns)
+            The booster's input table.
+
+        Returns
+        -------
+        ndarray of shape (n, n_classes)
+            Rows sum to 1.
+        """
         logits = self.logits(X)
         if self.is_binary:
             p = expit(logits[:, 0])
@@ -179,7 +217,13 @@ class TreeEnsemble(ClassifierAdapter):
         return softmax(logits, axis=1)
 
     def parameter_hashes(self) -> dict[str, str]:
-        """Hashes of the head, the feature kind and the model's dump (trees with equal heads differ)."""
+        """Hashes of the head, the feature kind and the model's dump (trees with equal heads differ).
+
+        Returns
+        -------
+        dict of str to str
+            Part name → hash.
+        """
         trees = hashlib.blake2b(self._forest.digest, digest_size=12).hexdigest()
         return {**super().parameter_hashes(), "features": self.feature_kind, "trees": trees}
 
