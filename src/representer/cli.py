@@ -429,6 +429,8 @@ def fit(
     table.add_column("value", justify="right")
     for split, value in accuracy.items():
         table.add_row(f"model accuracy ({split})", f"{100 * value:.1f} %")
+    if recording:
+        table.add_row("checkpoints (for debug)", f"{len(recording['epochs'])}, epochs {recording['epochs'][0]}–{recording['epochs'][-1]}")
     for name, value in flatten(explainer.fit_report_).items():
         table.add_row(escape(name), f"{value:.4g}" if isinstance(value, float) else escape(str(value)))
     console.print(table)

@@ -223,14 +223,14 @@ def choose(inputs: Inputs) -> Choice:
     if isinstance(inputs.adapter, TreeEnsemble):
         return Choice(
             "trajectory-loss",
-            f"a boosted ensemble's {inputs.adapter.n_trees} trees are its training trajectory: each point's loss on its "
-            "given label averaged over the boosting rounds (log-spaced) sees the rounds before the trees fitted it",
+            f"the booster's {inputs.adapter.n_trees} trees are its training trajectory: the loss on each point's given "
+            "label, averaged over log-spaced boosting rounds, sees the rounds before the trees fitted it",
         )
     if inputs.checkpoints is not None and len(inputs.checkpoints) >= 2:
         return Choice(
             "trajectory-loss",
-            f"{len(inputs.checkpoints)} checkpoints: each point's loss on its given label averaged over training "
-            "(log-spaced epochs) sees the epochs before the network memorised it",
+            f"{len(inputs.checkpoints)} checkpoints recorded: the loss on each point's given label, averaged over "
+            "log-spaced epochs, sees the epochs before the network memorised it",
         )
     fitted = fitted_fraction(inputs.adapter, inputs.phi, inputs.y)
     reason = (
