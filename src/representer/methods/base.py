@@ -587,6 +587,42 @@ class Explainer(ABC):
         return explainer
 
 
+class _RefitExplainer(Explainer):
+    """An explainer whose head is refit, so that ``fit`` can also report the refit's fidelity on held-out data.
+
+    Subclasses implement ``fidelity(X) -> dict`` (how well the refit reproduces the model on ``X``).
+    """
+
+    def fit(self, X: Any, y: Any, *, eval_X: Any = None) -> "_RefitExplainer":
+        """Fit the explainer and, with ``eval_X``, report how faithful the refit head is on it.
+
+        Parameters
+        ----------
+        X, y
+            As for :meth:`Explainer.fit`.
+        eval_X : array-like of m inputs, optional
+            Held-out inputs: adds the fidelity on them to ``fit_report_["eval"]``.
+
+        Returns
+        -------
+        _RefitExplainer
+            ``self``, fitted.
+
+        Raises
+        ------
+        InputError, ModelError
+            As for :meth:`Explainer.fit`.
+        """
+        with self._fitting():
+            super().fit(X, y)
+            if eval_X is not None:
+                self.fit_report_["eval"] = self.fidelity(eval_X)
+        return self
+
+    @abstractmethod
+    def fidelity(self, X: Any) -> dict[str, float]: ...
+
+
 def load(path: str | Path, model: Any, *, class_names: Sequence[str] | None = None) -> Explainer:
     """Load an explainer saved with :meth:`Explainer.save`, attached to ``model``.
 

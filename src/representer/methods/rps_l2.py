@@ -43,11 +43,11 @@ from ..engine import CoefficientKernel, TestFactors
 from ..errors import ModelError
 from ..models.trees import TreeEnsemble
 from ..solvers.softmax_head import fit_softmax_head
-from .base import Explainer
+from .base import _RefitExplainer
 from ..head import class_columns, output_and_sign
 
 
-class RPSL2(Explainer):
+class RPSL2(_RefitExplainer):
     """Representer Point Selection with an L2-regularised head refit.
 
     Parameters
@@ -112,31 +112,6 @@ class RPSL2(Explainer):
         self.self_influence_mode = self_influence_mode
         self.refit = refit
 
-    def fit(self, X: Any, y: Any, *, eval_X: Any = None) -> "RPSL2":
-        """Refit the head and compute the representer values ``α``.
-
-        Parameters
-        ----------
-        X, y
-            As for :meth:`Explainer.fit`.
-        eval_X : array-like of m inputs, optional
-            Held-out inputs: adds the fidelity on them to ``fit_report_["eval"]``.
-
-        Returns
-        -------
-        RPSL2
-            ``self``, fitted.
-
-        Raises
-        ------
-        InputError, ModelError
-            As for :meth:`Explainer.fit`.
-        """
-        with self._fitting():
-            super().fit(X, y)
-            if eval_X is not None:
-                self.fit_report_["eval"] = self.fidelity(eval_X)
-        return self
 
     def _check_model(self, adapter: Any) -> None:
         if isinstance(adapter, TreeEnsemble):

@@ -58,13 +58,13 @@ from .. import head as hm
 from .._params import non_negative
 from ..engine import ClassFactorKernel, TestFactors
 from ..models import predicted_class
-from .base import Explainer
+from .base import _RefitExplainer
 from ..head import output_and_sign
 
 _SOLVE_BLOCK_FLOATS = 1 << 22
 
 
-class RPSLJE(Explainer):
+class RPSLJE(_RefitExplainer):
     """Representer points from a local Jacobian (one Newton step) expansion of the head.
 
     Parameters
@@ -102,31 +102,6 @@ class RPSLJE(Explainer):
         self.gamma = gamma
         self.damping = damping
 
-    def fit(self, X: Any, y: Any, *, eval_X: Any = None) -> "RPSLJE":
-        """Compute ``Θ*`` and every ``W_i``.
-
-        Parameters
-        ----------
-        X, y
-            As for :meth:`Explainer.fit`.
-        eval_X : array-like of m inputs, optional
-            Held-out inputs: adds the fidelity on them to ``fit_report_["eval"]``.
-
-        Returns
-        -------
-        RPSLJE
-            ``self``, fitted.
-
-        Raises
-        ------
-        InputError, ModelError
-            As for :meth:`Explainer.fit`.
-        """
-        with self._fitting():
-            super().fit(X, y)
-            if eval_X is not None:
-                self.fit_report_["eval"] = self.fidelity(eval_X)
-        return self
 
     # ------------------------------------------------------------------ head inputs
     def _head_inputs(self, phi: np.ndarray) -> torch.Tensor:
