@@ -322,20 +322,43 @@ def markdown(name: str, runs: list[dict[str, Any]]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+def summary(results: dict[str, list[dict[str, Any]]]) -> str:
+    """One line per setting: the auto route against cleanlab and per-example loss (ROC-AUC, wall time)."""
+    lines = ["| setting | fits its labels | auto (route) | cleanlab 5-fold | loss | auto − cleanlab | auto − loss | time auto / cleanlab |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, runs in results.items():
+        table = _summary(runs)
+        auto = next(k for k in table if k.startswith("auto →"))
+        a, c, l = table[auto], table["cleanlab (5-fold CV)"], table["loss"]
+        fitted = np.mean([r["fitted_fraction"] for r in runs])
+        lines.append(
+            f"| {name} | {100 * fitted:.0f} % | {a['roc_auc'][0]:.3f} ± {a['roc_auc'][1]:.3f} ({auto[7:]}) | "
+            f"{c['roc_auc'][0]:.3f} ± {c['roc_auc'][1]:.3f} | {l['roc_auc'][0]:.3f} | {a['roc_auc'][0] - c['roc_auc'][0]:+.3f} | "
+            f"{a['roc_auc'][0] - l['roc_auc'][0]:+.3f} | {a['seconds'][0] / c['seconds'][0]:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--n-images", type=int, default=6000)
-    parser.add_argument("--only", default=None, help="comma-separated setting names or prefixes (default: all)")
+    parser.add_argument("--only", default=None, help="comma-separated setting names or prefixes, run in that order (default: all)")
     parser.add_argument("--quick", action="store_true", help="one seed, 1,500 images, 1,000 reviews")
     parser.add_argument("--out", type=Path, default=Path("bench-labels"))
     parser.add_argument("--save-scores", action="store_true", help="also write every route's per-point scores (npz per run)")
+    parser.add_argument("--tables-from", type=Path, default=None, help="print the tables of an earlier results.json and exit")
     args = parser.parse_args()
+    if args.tables_from is not None:
+        saved = json.loads(args.tables_from.read_text())
+        print("\n".join(markdown(name, runs) for name, runs in saved.items()))
+        print(summary(saved))
+        return
     torch.set_num_threads(1)
     chosen = settings(args.quick, args.n_images)
     if args.only:
         prefixes = [p.strip() for p in args.only.split(",")]
-        chosen = {k: v for k, v in chosen.items() if any(k.startswith(p) for p in prefixes)}
+        chosen = {k: v for p in prefixes for k, v in chosen.items() if k.startswith(p)}
     seeds = 1 if args.quick else args.seeds
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, list[dict[str, Any]]] = {}
@@ -348,6 +371,7 @@ def main() -> None:
                 np.savez_compressed(args.out / f"scores-{name}-{seed}.npz", **SAVED)
         print(markdown(name, results[name]), flush=True)
         (args.out / "results.json").write_text(json.dumps(results, indent=1, default=float))
+    print(summary(results))
     print(f"{len(chosen)} settings × {seeds} seeds in {time.perf_counter() - started:.0f} s")
 
 

@@ -537,6 +537,13 @@ CLI_CASES = [
             lambda t, w: save_torch(nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3)).state_dict(), str(t / "w.safetensors"))),
     CliCase("model raises", lambda t, w: ["fit", "--model", w.root / "tiny.py:explode", "--data", w.root / "data.npz", "--out", t / "o"],
             InputError, "raised ValueError: no such architecture"),
+    # a path typo is reported before any data are read (the data here are damaged, and not the error)
+    CliCase("weights missing, before the data", lambda t, w: fit_args(t, w, "--weights", t / "wieghts.safetensors", data=t / "bad.npz"),
+            InputError, "`--weights`: the file", write("bad.npz", b"not a zip")),
+    CliCase("tree model file missing, before the data", lambda t, w: fit_args(t, w, data=t / "bad.npz")[:2] + [t / "modle.json"]
+            + fit_args(t, w, data=t / "bad.npz")[3:], InputError, "`--model`: the file", write("bad.npz", b"not a zip")),
+    CliCase("checkpoints missing, before the data", lambda t, w: fit_args(t, w, "--checkpoints", t / "ckpts", data=t / "bad.npz"),
+            InputError, "holds no checkpoint recording", write("bad.npz", b"not a zip")),
     CliCase("model file missing", lambda t, w: ["fit", "--model", t / "none.py:build", "--data", w.root / "data.npz", "--out", t / "o"],
             InputError, "does not exist"),
     CliCase("module missing", lambda t, w: ["fit", "--model", "no_such_pkg_x.mod:build", "--data", w.root / "data.npz", "--out", t / "o"],
@@ -565,7 +572,9 @@ CLI_CASES = [
     CliCase("model moved elsewhere", EXPLAIN, UntrustedCodeError, "which is not code that `representer fit` ran", own_run(point_model_elsewhere)),
     CliCase("no code hashes", EXPLAIN, UntrustedCodeError, "records no hashes",
             own_run(lambda t: edit_run_json(lambda i: i["model"].update(code=None))(t / "run"))),
-    CliCase("body weights changed", EXPLAIN, StaleStateError, "different parameters: 0.weight", own_run(change_body_weights)),
+    CliCase("body weights changed", EXPLAIN, StaleStateError,
+            "weights.safetensors) is not the one `representer fit` explained (different parameters: 0.weight; 1 of 5 parts). "
+            "If the weights file was replaced or retrained, fit the run again: `representer fit --model", own_run(change_body_weights)),
     CliCase("training data changed", EXPLAIN, StaleStateError, "changed since `representer fit`; fit the run again",
             own_run(lambda t: np.savez(t / "data.npz", X_train=np.zeros((30, 4)), y_train=np.zeros(30, int)))),
     CliCase("target not a class", lambda t, w: ["explain", w.run, "--target", "zebra"], InputError, "got 'zebra'"),
@@ -609,12 +618,12 @@ def test_damaged_explanations_are_left_out_of_a_report_with_a_warning(world: Wor
 
 
 def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(world: World, tmp_path: Path, monkeypatch) -> None:
-    import representer.cli as cli
+    import representer.userrun as userrun
 
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(cli, "write_report", boom)
+    monkeypatch.setattr(userrun, "write_report", boom)  # the commands import it when they run
     copied_run()(tmp_path, world)
     before = snapshot(tmp_path / "run")
     result, text = invoke("report", tmp_path / "run")

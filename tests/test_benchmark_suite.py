@@ -20,6 +20,8 @@ import numpy as np
 import pytest
 
 from representer.errors import InputError
+from representer._bench_legend import unknown_columns
+from representer.evaluation.cost import resident_bytes
 from representer.evaluation.benchmark import METHODS, run_suite
 
 
@@ -39,14 +41,16 @@ def test_writes_json_table_and_plot(quick):
         assert saved["results"][method] == pytest.approx(row, nan_ok=True)
     table = (root / "out" / "table.md").read_text()
     assert all(f"| {m} |" in table for m in METHODS)
+    assert unknown_columns(table) == []  # every column has a legend entry (representer._bench_legend)
 
 
 def test_cost_columns_are_measured_for_every_explainer(quick):
     out, root = quick
+    measured = resident_bytes() is not None  # the peak is NaN only without /proc
     for method in (m for m in METHODS if m != "CL"):
         row = out["cost"][method]
-        assert row["fit_seconds"] >= 0 and row["explain_seconds"] > 0, method
-        assert row["peak_mb"] >= 0 or row["peak_mb"] != row["peak_mb"], method  # NaN without /proc
+        assert row["fit_seconds"] > 0 and row["explain_seconds"] > 0, method
+        assert np.isfinite(row["peak_mb"]) == measured and not row["peak_mb"] > 4096, method
     assert "Cost on the standard setting" in (root / "out" / "table.md").read_text()
 
 
@@ -108,6 +112,7 @@ def test_rps_suite_on_digits_writes_outputs_and_rps_l2_reconstructs(tmp_path):
     out = run_suite("rps", dataset="digits", out_dir=tmp_path, quick=True, show_progress=False)
     for name in ("results.json", "table.md", "rps_debugging.png"):
         assert (tmp_path / name).stat().st_size > 0
+    assert unknown_columns((tmp_path / "table.md").read_text()) == []
     assert out["task"]["n_flipped"] == round(0.4 * out["task"]["n_train"])
     assert out["task"]["splits"] == len(out["splits"]) == 2 and out["task"]["pair"] == [2, 4]
     first, second = out["splits"]
@@ -125,6 +130,7 @@ def test_rps_suite_on_digits_writes_outputs_and_rps_l2_reconstructs(tmp_path):
 def test_relatif_suite_on_digits_relatif_sets_are_larger_and_more_probable(tmp_path):
     out = run_suite("relatif", dataset="digits", out_dir=tmp_path, quick=True, show_progress=False)
     assert (tmp_path / "relatif.png").stat().st_size > 0 and "θ-RelatIF" in (tmp_path / "table.md").read_text()
+    assert unknown_columns((tmp_path / "table.md").read_text()) == []
     r = out["results"]
     for kind in ("θ-RelatIF", "ℓ-RelatIF"):
         assert r[kind]["cardinality_top5"] > r["IF"]["cardinality_top5"]

@@ -103,6 +103,13 @@ def test_image_folder_fit_explain_debug_report_match_the_python_api(image_run):
     np.testing.assert_allclose([r["excitatory"]["scores"] for r in record["rows"]], expected.excitatory.scores, rtol=1e-5)
     np.testing.assert_allclose([r["inhibitory"]["scores"] for r in record["rows"]], expected.inhibitory.scores, rtol=1e-5)
     assert [r["explained_class"] for r in record["rows"]] == expected.target.tolist()
+    # training points are named by their files, as the test point is (class folder, then file name)
+    files = [str(p.relative_to(root / "images" / "train")) for c in loaded.class_names
+             for p in sorted((root / "images" / "train" / c.replace("/", "-")).iterdir())]
+    for r, key in ((r, key) for r in record["rows"] for key in ("excitatory", "inhibitory")):
+        assert r[key]["items"] == [files[i] for i in r[key]["indices"]]
+    first = record["rows"][0]["excitatory"]
+    assert f"{first['indices'][0]} ({first['items'][0]})" in " ".join(result.output.split())
 
     result, text = invoke("debug", run)
     assert result.exit_code == 0, result.output
@@ -128,6 +135,8 @@ def test_image_folder_fit_explain_debug_report_match_the_python_api(image_run):
     assert len(thumbs) == 10 + 4 * (1 + 4 + 4)
     for title in ("Most suspicious training labels", "Why the model predicts what it predicts", "rps-l2 fit", "Run"):
         assert title in html
+    assert f"train {first['indices'][0]} · {first['items'][0]}<br>score" in html
+    assert f"#1 · train {issues[0]['train_index']} · {issues[0]['item']}<br>" in html
 
     (run / "report.html").unlink()
     result, _ = invoke("report", run, "--show-issues", "3", "--show-explanations", "1")

@@ -14,13 +14,14 @@ def test_demo_quick_writes_report_and_summary(tmp_path):
     assert "report.html" in result.output
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["quick"] and summary["epochs"] == 1 and summary["n_flipped"] == round(0.1 * summary["n_train"])
-    assert 0.0 <= summary["accuracy"]["test"] <= 1.0
+    assert summary["accuracy"]["test"] > 0.2  # twice chance after one epoch on 600 images (seeds 0-2: 31-44 %)
     assert summary["fidelity"]["test"]["pearson"] > 0.9  # the representer decomposition reproduces the model
     detection = summary["detection"]
     random = detection["random (expected)"]["found_at"]
     assert random == {"0.05": 0.05, "0.10": 0.1, "0.20": 0.2}
-    for row in detection.values():
-        assert all(0.0 <= v <= 1.0 for v in row["found_at"].values())
+    for row in detection.values():  # found after inspecting more never decreases, and never exceeds all
+        found = [row["found_at"][f] for f in sorted(row["found_at"], key=float)]
+        assert found == sorted(found) and found[-1] <= 1.0, row
     # the model's loss on the given label is a strong detector even after one epoch (seeds 0-4: 53-73 % at 20 %)
     assert detection["model loss on given label"]["found_at"]["0.20"] > 2 * random["0.20"]
     # the list shown is find_label_issues' auto route; one epoch gives one checkpoint, so it cross-fits the head

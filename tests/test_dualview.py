@@ -90,13 +90,13 @@ def test_shark_convention_is_the_textbook_one_at_a_quarter_of_C():
     np.testing.assert_allclose(shark.attribute(phi_test), 4 * text.attribute(phi_test), atol=1e-6)
 
 
-def test_auto_C_is_a_fixed_C_times_n_in_either_convention_and_survives_save_load(tmp_path):
-    """``C="auto"`` = ``AUTO_C_TIMES_N / n`` (Shark), a quarter of it in the textbook convention: the same
+def test_default_C_is_a_fixed_C_times_n_in_either_convention_and_survives_save_load(tmp_path):
+    """``C=None`` = ``AUTO_C_TIMES_N / n`` (Shark), a quarter of it in the textbook convention: the same
     surrogate as that C given by hand, and the same support set whichever convention."""
     phi, y, phi_test, model = problem(n=80, seed=3)
     auto = DualView(model, tol=1e-8, dtype="float64").fit(phi, y)
-    assert auto.C == "auto" and auto.C_ == pytest.approx(AUTO_C_TIMES_N / 80)
-    assert auto.fit_report_["C_rule"].startswith("auto") and "n = 80" in auto.fit_report_["C_rule"]
+    assert auto.C is None and auto.C_ == pytest.approx(AUTO_C_TIMES_N / 80)
+    assert auto.fit_report_["C_rule"].startswith("default") and "n = 80" in auto.fit_report_["C_rule"]
     given = DualView(model, C=AUTO_C_TIMES_N / 80, tol=1e-8, dtype="float64").fit(phi, y)
     np.testing.assert_array_equal(auto.beta_, given.beta_)
     assert given.fit_report_["C_rule"] == "given"
@@ -110,8 +110,8 @@ def test_auto_C_is_a_fixed_C_times_n_in_either_convention_and_survives_save_load
     assert half.C_ == pytest.approx(2 * auto.C_)
     auto.save(tmp_path / "dv")
     back = load(tmp_path / "dv", model)
-    assert back.C == "auto" and back.C_ == auto.C_ and back.sparsity_report_ == auto.sparsity_report_
-    with pytest.raises(InputError, match="one of 'auto'"):
+    assert back.C is None and back.C_ == auto.C_ and back.sparsity_report_ == auto.sparsity_report_
+    with pytest.raises(InputError, match="`C` must be"):
         DualView(model, C="big").fit(phi, y)
 
 

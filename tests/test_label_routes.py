@@ -11,7 +11,7 @@ from scipy.special import log_softmax, softmax
 from torch import nn
 
 import representer as rp
-from representer.checkpoints import load_checkpoints, log_schedule_epochs, log_time_weights
+from representer.checkpoints import load_checkpoints, log_grid_weights, log_schedule_epochs
 from representer.crossfit import crossfit_probabilities, fold_ids
 from representer.errors import InputError, ModelError, StaleStateError
 from representer.trajectory import boosting_trajectory, label_statistics
@@ -67,11 +67,15 @@ def _roc(issues, mask):
 # ----------------------------------------------------------------------------------- recorder
 def test_log_schedule_and_weights():
     assert log_schedule_epochs(70) == [1, 2, 3, 4, 6, 8, 11, 16, 23, 32, 45, 64]
-    np.testing.assert_allclose(log_time_weights([1, 3]), np.array([np.log(2), np.log(4 / 2)]) / np.log(4))
-    np.testing.assert_allclose(log_time_weights([0, 2]), [0.0, 1.0])
+    # recorded on the schedule: uniform; every epoch: the log-spaced ones; sparse: nearest in log epoch
+    np.testing.assert_allclose(log_grid_weights([1, 2, 3, 4, 6, 8]), np.full(6, 1 / 6))
+    every = log_grid_weights(list(range(1, 12)))
+    np.testing.assert_allclose(every, np.isin(np.arange(1, 12), [1, 2, 3, 4, 6, 8, 11]) / 7)
+    np.testing.assert_allclose(log_grid_weights([10, 20, 30]), [7 / 10, 2 / 10, 1 / 10])
+    np.testing.assert_allclose(log_grid_weights([0, 2]), [0.0, 1.0])
     for bad in ([], [2, 1], [0], [-1, 3]):
         with pytest.raises(InputError, match="increasing"):
-            log_time_weights(bad)
+            log_grid_weights(bad)
 
 
 def test_recorder_round_trip_and_schedule(tmp_path):
@@ -323,6 +327,28 @@ def test_bad_input_is_named(memorised, tmp_path):
 
 def test_command_line_lists_every_route():
     from representer.label_routes import ROUTES
-    from representer.userrun import ROUTES as CLI_ROUTES
+    from representer._cli_options import ROUTES as CLI_ROUTES
 
     assert tuple(ROUTES) == CLI_ROUTES
+
+
+@pytest.mark.parametrize("kind", ["sklearn-gb", "sklearn-hgb", "lightgbm"])
+def test_boosting_trajectory_matches_each_libraries_staged_predictions(kind):
+    from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(150, 4))
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.3)
+    if kind == "sklearn-gb":
+        model = GradientBoostingClassifier(n_estimators=7, max_depth=2, random_state=0).fit(X, y)
+        staged = list(model.staged_decision_function(X))
+    elif kind == "sklearn-hgb":
+        model = HistGradientBoostingClassifier(max_iter=7, max_leaf_nodes=4, early_stopping=False, random_state=0).fit(X, y)
+        staged = list(model.staged_decision_function(X))
+    else:
+        lgb = pytest.importorskip("lightgbm")
+        model = lgb.LGBMClassifier(n_estimators=7, num_leaves=4, min_child_samples=5, verbose=-1, n_jobs=1).fit(X, y)
+        staged = [model.predict(X, raw_score=True, num_iteration=r) for r in range(1, 8)]
+    trajectory = boosting_trajectory(rp.TreeEnsemble(model), X, y, rounds=[2, 5, 7])
+    for row, r in enumerate([2, 5, 7]):
+        np.testing.assert_allclose(trajectory.losses[row], label_statistics(staged[r - 1], y)[0], rtol=1e-6, atol=1e-9)

@@ -18,6 +18,7 @@ import pytest
 pytest.importorskip("xgboost")
 pytest.importorskip("cleanlab")
 
+from representer._bench_legend import unknown_columns  # noqa: E402
 from representer.evaluation.benchmark import run_suite  # noqa: E402
 from representer.evaluation.german_credit import (  # noqa: E402
     CURVE_FILES,
@@ -49,6 +50,7 @@ def test_writes_results_table_and_both_curves(quick):
     assert [r["repeat"] for r in saved["repeats"]] == [0, 1]
     table = (folder / "table.md").read_text()
     assert all(f"| {name} |" in table for name in RETRAINED + RANK_ONLY)
+    assert unknown_columns(table) == []  # every column has a legend entry (representer._bench_legend)
 
 
 def test_flips_and_curves_are_consistent(quick):

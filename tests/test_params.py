@@ -71,3 +71,58 @@ def test_a_failed_fit_leaves_a_fitted_explainer_as_it_was(digits_mlp):
         explainer.fit(digits_mlp.X_train[:100], digits_mlp.y_train[:99])
     assert explainer.__dict__.keys() == state.keys() and explainer.alpha_ is alpha
     assert explainer.explain(digits_mlp.X_test[:2], top_k=3).excitatory.indices.max() < 200
+
+
+def test_sklearn_clone_gives_an_unfitted_copy_on_the_same_model(digits_mlp):
+    from sklearn.base import clone
+
+    X, y = digits_mlp.X_train[:300], digits_mlp.y_train[:300]
+    names = [str(c) for c in range(10)]
+    explainer = rp.DualView(digits_mlp.net, C=0.01, seed=3, class_names=names).fit(X, y)
+    copy = clone(explainer)
+    assert type(copy) is rp.DualView and copy.get_params() == explainer.get_params()
+    assert copy.model is explainer.model and copy.class_names is not explainer.class_names
+    with pytest.raises(rp.NotFittedError):
+        copy.explain(digits_mlp.X_test[:2])
+    again = copy.fit(X, y).explain(digits_mlp.X_test[:3], top_k=4)
+    first = explainer.explain(digits_mlp.X_test[:3], top_k=4)
+    np.testing.assert_array_equal(again.excitatory.indices, first.excitatory.indices)
+    np.testing.assert_allclose(again.excitatory.scores, first.excitatory.scores)
+
+
+def test_a_parameter_search_with_clone_and_set_params_matches_direct_construction(digits_mlp):
+    from sklearn.base import clone
+    from sklearn.model_selection import ParameterGrid
+
+    X, y = digits_mlp.X_train[:200], digits_mlp.y_train[:200]
+    base = rp.RPSL2(digits_mlp.net)
+    for params in ParameterGrid({"lam": [1e-3, 1e-1], "refit": ["teacher", "labels"]}):
+        searched = clone(base).set_params(**params).fit(X, y)
+        direct = rp.RPSL2(digits_mlp.net, **params).fit(X, y)
+        np.testing.assert_allclose(searched.alpha_, direct.alpha_, rtol=1e-10, atol=1e-12)
+    assert base.get_params()["lam"] == 0.003
+
+
+def test_set_params_checks_first_and_discards_a_fit_it_invalidates(digits_mlp):
+    X, y, X_test = digits_mlp.X_train[:200], digits_mlp.y_train[:200], digits_mlp.X_test[:3]
+    explainer = rp.RPSL2(digits_mlp.net).fit(X, y)
+    before = explainer.explain(X_test, top_k=3)
+    with pytest.raises(InputError, match="has no parameter 'lamda'; its parameters are"):
+        explainer.set_params(lamda=0.1)
+    with pytest.raises(InputError, match="`lam` must be a finite number > 0"):
+        explainer.set_params(max_iter=50, lam=0.0)
+    assert explainer.max_iter == 100 and explainer.lam == 0.003
+    # batching the scoring keeps the fit and the scores
+    explainer.set_params(block_size=7, test_batch_size=2)
+    after = explainer.explain(X_test, top_k=3)
+    np.testing.assert_array_equal(after.excitatory.indices, before.excitatory.indices)
+    np.testing.assert_allclose(after.excitatory.scores, before.excitatory.scores, rtol=1e-6)
+    # the same value again changes nothing; a new λ discards the fit until fit runs again
+    explainer.set_params(lam=0.003)
+    explainer.explain(X_test, top_k=1)
+    explainer.set_params(lam=0.05)
+    assert not hasattr(explainer, "alpha_") and explainer.block_size == 7
+    with pytest.raises(rp.NotFittedError, match="set_params"):
+        explainer.explain(X_test)
+    refit = explainer.fit(X, y)
+    np.testing.assert_allclose(refit.alpha_, rp.RPSL2(digits_mlp.net, lam=0.05).fit(X, y).alpha_, rtol=1e-10, atol=1e-12)

@@ -58,6 +58,19 @@ def as_labels(y: Any, name: str, *, n: int | None = None, n_classes: int | None 
     return arr
 
 
+def to_tensor(array: Any) -> torch.Tensor:
+    """``array`` as a tensor that shares its memory where numpy allows; a read-only array is copied.
+
+    Read-only arrays are common (``DataFrame.to_numpy()`` under pandas' copy-on-write, memory maps,
+    ``np.frombuffer``); torch cannot wrap one without a "not writable" warning, so it gets its own copy.
+    Pass a batch, not a whole data set, to bound that copy.
+    """
+    if isinstance(array, torch.Tensor):
+        return array
+    array = np.asarray(array)
+    return torch.as_tensor(np.ascontiguousarray(array) if array.flags.writeable else np.array(array, order="C"))
+
+
 def check_positive(value: float, name: str, *, allow_zero: bool = False) -> float:
     """Return ``value`` as float if it is > 0 (or >= 0 with ``allow_zero``)."""
     v = float(value)

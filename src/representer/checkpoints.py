@@ -20,7 +20,7 @@ checkpoints intact. With ``schedule="log"`` (default) only epochs ``1, 2, 3, 4, 
 where the signal is (spec/label-issues.md); ``schedule="every"`` writes every call.
 
 **What it is for.** :func:`representer.find_label_issues` averages each training point's loss on
-its given label over the checkpoints (weighted by log-time, :func:`log_time_weights`), and
+its given label over the checkpoints (averaged over log-spaced epochs, :func:`log_grid_weights`), and
 :class:`~representer.TracInCP` takes the same checkpoints and learning rates.
 """
 
@@ -62,32 +62,40 @@ def _on_log_schedule(epoch: int) -> bool:
     return epoch in log_schedule_epochs(epoch)
 
 
-def log_time_weights(epochs: Sequence[int]) -> np.ndarray:
-    """Weights of checkpoints at ``epochs`` (strictly increasing, ≥ 0) for an average over *log* training time.
+def log_grid_weights(epochs: Sequence[int]) -> np.ndarray:
+    """Weights of checkpoints at ``epochs`` (strictly increasing, ≥ 0) for an average over log-spaced epochs.
 
-    Checkpoint ``c`` stands for the epochs since the previous one, ``(e_{c−1}, e_c]`` with
-    ``e_0 = 0``, and gets the log-time they span, ``w_c ∝ log(1 + e_c) − log(1 + e_{c−1})``: the
-    average is ``∫ s(t) d log(1 + t)``. It gives the early, pre-memorisation epochs their weight
-    whether the checkpoints were taken every epoch or on the log schedule (there the weights are
-    near-equal); a checkpoint of the initial weights (epoch 0) gets weight 0. Normalised to sum to 1.
+    The grid is the log schedule up to the last checkpoint, ``G = {1, 2, 3, 4, 6, 8, 11, …} ∪ {e_C}``
+    (:func:`log_schedule_epochs`). Each grid epoch is represented by the recorded checkpoint nearest
+    to it in ``log`` epoch, and a checkpoint's weight is the share of grid epochs it represents. So
+    a recording made on the log schedule is averaged uniformly, one made every epoch is averaged
+    over its log-spaced epochs (the early, pre-memorisation epochs keep their weight however many
+    late ones follow), and a sparse one gives its earliest checkpoint the early grid epochs. A
+    checkpoint of the initial weights (epoch 0) represents no grid epoch. Sums to 1.
     """
     e = np.asarray(epochs, dtype=np.float64)
     if e.ndim != 1 or e.size == 0 or np.any(e < 0) or np.any(np.diff(e) <= 0) or e[-1] < 1:
         raise InputError(
             f"checkpoint epochs must be non-negative, strictly increasing and reach at least 1; got {list(epochs)}."
         )
-    widths = np.diff(np.log1p(np.concatenate([[0.0], e])))
-    return widths / widths.sum()
+    trained = np.flatnonzero(e >= 1)
+    grid = np.array(sorted(set(log_schedule_epochs(int(e[-1]))) | {int(e[-1])}), dtype=np.float64)
+    nearest = trained[np.abs(np.log(grid)[:, None] - np.log(e[trained])[None, :]).argmin(axis=1)]
+    return np.bincount(nearest, minlength=e.size) / grid.size
 
 
 @dataclass(frozen=True)
 class Checkpoint:
     """One recorded state of the network.
 
-    Attributes:
-        state: parameter (and buffer) name → tensor, as in ``state_dict()``.
-        epoch: completed training epochs when it was taken (0 = the initial weights).
-        learning_rate: the learning rate in force for the epochs that led to it (TracIn's ``η``).
+    Attributes
+    ----------
+    state : mapping of str to Tensor
+        Parameter (and buffer) name → tensor, as in ``state_dict()``.
+    epoch : int
+        Completed training epochs when it was taken (0 = the initial weights).
+    learning_rate : float
+        The learning rate in force for the epochs that led to it (TracIn's ``η``).
     """
 
     state: Mapping[str, torch.Tensor]
@@ -98,15 +106,25 @@ class Checkpoint:
 class CheckpointRecorder:
     """Save a few checkpoints of a training loop to a folder (safetensors + ``checkpoints.json``).
 
-    Args:
-        folder: where the checkpoints go (created if needed).
-        schedule: ``"log"`` (default): write only epochs ``round(√2^k)``; ``"every"``: every call.
-        params: names or prefixes of the parameters to keep (e.g. ``["classifier"]``); default:
-            the whole ``state_dict`` (needed for the trajectory ranking, which runs the network).
-        overwrite: a folder that already holds a recording is refused unless ``True`` (then its
-            recording is replaced by this one).
-
     Call :meth:`save` after each epoch with the epoch count (1-based) and the learning rate.
+
+    Parameters
+    ----------
+    folder : str or Path
+        Where the checkpoints go (created if needed).
+    schedule : {"log", "every"}, default "log"
+        ``"log"``: write only epochs ``round(√2^k)`` (1, 2, 3, 4, 6, 8, 11, …); ``"every"``: every call.
+    params : list of str, optional
+        Names or prefixes of the parameters to keep (e.g. ``["classifier"]``); default: the whole
+        ``state_dict`` (needed for the trajectory ranking, which runs the network).
+    overwrite : bool, default False
+        A folder that already holds a recording is refused unless ``True`` (then its recording is
+        replaced by this one).
+
+    Raises
+    ------
+    InputError
+        An unknown ``schedule``, ``params`` that are not names, or a folder holding a recording without ``overwrite``.
     """
 
     def __init__(self, folder: str | Path, *, schedule: Schedule = "log", params: Sequence[str] | None = None,
@@ -134,13 +152,45 @@ class CheckpointRecorder:
         return len(self._entries)
 
     def wants(self, epoch: int) -> bool:
-        """Whether :meth:`save` at ``epoch`` writes a checkpoint under the schedule."""
+        """Whether :meth:`save` at ``epoch`` writes a checkpoint under the schedule.
+
+        Parameters
+        ----------
+        epoch : int
+            Completed epochs.
+
+        Returns
+        -------
+        bool
+        """
         return self.schedule == "every" or _on_log_schedule(int(epoch))
 
     def save(self, model: nn.Module, *, epoch: int, learning_rate: float, force: bool = False) -> Path | None:
-        """Record ``model``'s state after ``epoch`` completed epochs; returns the file, or ``None`` if skipped.
+        """Record ``model``'s state after ``epoch`` completed epochs (written atomically, hashed in the index).
 
-        ``force=True`` writes off-schedule too (e.g. the last epoch). Epochs must increase.
+        Parameters
+        ----------
+        model : nn.Module
+            The network being trained.
+        epoch : int
+            Completed epochs (0 = the initial weights); must increase between calls.
+        learning_rate : float
+            The learning rate of the epochs that led here (> 0).
+        force : bool, default False
+            Write off-schedule too (e.g. the last epoch).
+
+        Returns
+        -------
+        Path or None
+            The checkpoint file, or ``None`` when the schedule skips ``epoch``.
+
+        Raises
+        ------
+        InputError
+            ``model`` not an ``nn.Module``, an ``epoch`` that is not a non-negative integer or does not
+            increase, a ``learning_rate`` that is not positive, or ``params`` matching nothing.
+        OutputError
+            The checkpoint cannot be written (the recording so far is kept).
         """
         from safetensors.torch import save_file
 
@@ -179,9 +229,22 @@ class CheckpointRecorder:
 def load_checkpoints(folder: str | Path) -> list[Checkpoint]:
     """Read a recording written by :class:`CheckpointRecorder`, oldest first, checking every file's hash.
 
-    Raises :class:`~representer.errors.InputError` for a folder without a recording and
-    :class:`~representer.errors.StaleStateError` for a file that is missing or changed since it was
-    recorded.
+    Parameters
+    ----------
+    folder : str or Path
+        The recorder's folder.
+
+    Returns
+    -------
+    list of Checkpoint
+        In training order.
+
+    Raises
+    ------
+    InputError
+        A folder without a recording, or with no checkpoints yet.
+    StaleStateError
+        A file that is missing or changed since it was recorded, or a damaged or newer index.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file

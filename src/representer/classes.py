@@ -35,10 +35,17 @@ ORIGINS: tuple[str, ...] = ("given", "sorted labels", "class ids")
 class ClassMapping:
     """The names of a classifier's classes in the order of its outputs: class id ``c`` ↔ ``names[c]``.
 
-    Args:
-        names: one distinct, non-empty name per class.
-        origin: where the names come from: ``"given"``, ``"sorted labels"`` or ``"class ids"``
-            (see the module docstring).
+    Parameters
+    ----------
+    names : sequence of str
+        One distinct, non-empty name per class.
+    origin : {"given", "sorted labels", "class ids"}, default "given"
+        Where the names come from (see the module docstring).
+
+    Raises
+    ------
+    InputError
+        Empty or repeated names, or an unknown ``origin``.
     """
 
     names: tuple[str, ...]
@@ -58,20 +65,59 @@ class ClassMapping:
     # ------------------------------------------------------------------ construction
     @classmethod
     def class_ids(cls, n_classes: int) -> "ClassMapping":
-        """Classes named by their ids, ``"0" … "K-1"``."""
+        """Classes named by their ids, ``"0" … "K-1"``.
+
+        Parameters
+        ----------
+        n_classes : int
+            ``K``.
+
+        Returns
+        -------
+        ClassMapping
+            With origin ``"class ids"``.
+        """
         return cls(tuple(str(c) for c in range(n_classes)), "class ids")
 
     @classmethod
     def sorted_labels(cls, labels: Iterable[Any]) -> "ClassMapping":
-        """The sorted distinct string labels as names (``LabelEncoder`` / ``ImageFolder`` order)."""
+        """The sorted distinct string labels as names (``LabelEncoder`` / ``ImageFolder`` order).
+
+        Parameters
+        ----------
+        labels : iterable
+            Labels; their distinct string forms become the names.
+
+        Returns
+        -------
+        ClassMapping
+            With origin ``"sorted labels"``.
+        """
         return cls(tuple(sorted({str(v) for v in labels})), "sorted labels")
 
     @classmethod
     def for_labels(cls, y: Any, n_classes: int, names: Sequence[str] | None = None) -> "ClassMapping":
         """The mapping for labels ``y`` of a model with ``n_classes`` classes (see the module docstring).
 
-        Raises :class:`InputError` if ``names`` has another length than ``n_classes``, or if string
-        labels without ``names`` name another number of classes than the model has.
+        Parameters
+        ----------
+        y : array-like of shape (n,)
+            Labels: class ids, or names.
+        n_classes : int
+            The model's number of classes ``K``.
+        names : sequence of str, optional
+            The class names in the order of the model's outputs.
+
+        Returns
+        -------
+        ClassMapping
+            ``names`` when given; else the sorted string labels; else the class ids.
+
+        Raises
+        ------
+        InputError
+            ``names`` of another length than ``n_classes``, or string labels without ``names`` that name
+            another number of classes than the model has.
         """
         if names is not None:
             mapping = cls(tuple(names), "given")
@@ -92,20 +138,64 @@ class ClassMapping:
         return len(self.names)
 
     def name(self, class_id: int) -> str:
-        """The name of class ``class_id``."""
+        """The name of class ``class_id``.
+
+        Parameters
+        ----------
+        class_id : int
+            In ``[0, K)``.
+
+        Returns
+        -------
+        str
+
+        Raises
+        ------
+        InputError
+            ``class_id`` outside ``[0, K)``.
+        """
         if not 0 <= int(class_id) < self.n_classes:
             raise InputError(f"Class id {class_id} is outside [0, {self.n_classes - 1}].")
         return self.names[int(class_id)]
 
     def decode(self, class_ids: Iterable[int]) -> list[str]:
-        """Names of ``class_ids``."""
+        """The names of ``class_ids``.
+
+        Parameters
+        ----------
+        class_ids : iterable of int
+            Each in ``[0, K)``.
+
+        Returns
+        -------
+        list of str
+
+        Raises
+        ------
+        InputError
+            An id outside ``[0, K)``.
+        """
         return [self.name(c) for c in class_ids]
 
     def encode(self, labels: Any, what: str = "y") -> np.ndarray:
-        """Labels as int64 class ids: names are looked up, integers are checked to lie in ``[0, K)``.
+        """Labels as class ids: names are looked up, integers are checked to lie in ``[0, K)``.
 
-        Raises :class:`InputError` naming ``what`` for an unknown name, an id out of range,
-        missing values or non-integer numbers.
+        Parameters
+        ----------
+        labels : array-like of shape (n,)
+            Class names or ids.
+        what : str, default "y"
+            The argument's name, for error messages.
+
+        Returns
+        -------
+        ndarray of shape (n,)
+            int64 class ids.
+
+        Raises
+        ------
+        InputError
+            Naming ``what``, for an unknown name, an id out of range, missing values or non-integer numbers.
         """
         arr = np.asarray(labels)
         if arr.ndim != 1:
@@ -133,7 +223,20 @@ class ClassMapping:
         return ids
 
     def check_classes(self, n_classes: int, model: str = "the model") -> None:
-        """Refuse a mapping whose number of classes differs from ``n_classes`` (the model's)."""
+        """Refuse a mapping whose number of classes differs from ``n_classes`` (the model's).
+
+        Parameters
+        ----------
+        n_classes : int
+            The model's number of classes.
+        model : str, default "the model"
+            How the message names the model.
+
+        Raises
+        ------
+        InputError
+            Saying why a missing class would shift the ids, and how to name every class.
+        """
         if self.n_classes == n_classes:
             return
         if self.origin == "sorted labels":
@@ -149,12 +252,33 @@ class ClassMapping:
 
     # ------------------------------------------------------------------ persistence
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready ``{"names": [...], "origin": ...}``."""
+        """The mapping as JSON-ready data.
+
+        Returns
+        -------
+        dict
+            ``{"names": [...], "origin": ...}``.
+        """
         return {"names": list(self.names), "origin": self.origin}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ClassMapping":
-        """The inverse of :meth:`to_dict`."""
+        """The inverse of :meth:`to_dict`.
+
+        Parameters
+        ----------
+        data : dict
+            ``{"names": [...], "origin": ...}``.
+
+        Returns
+        -------
+        ClassMapping
+
+        Raises
+        ------
+        InputError
+            ``data`` without ``"names"``, or names that are not valid.
+        """
         if not isinstance(data, dict) or "names" not in data:
             raise InputError(f"A saved class mapping must be a dict with 'names'; got {data!r}.")
         return cls(tuple(data["names"]), data.get("origin", "given"))

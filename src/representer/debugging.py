@@ -52,23 +52,46 @@ MOSTLY_TIED = 0.5
 
 
 @dataclass(frozen=True)
+class DetectionCurve:
+    """Fraction of corrupted points found (``found``) after inspecting ``inspected`` of the training set.
+
+    Both arrays have the same length; ``n_inspected`` holds the number of points inspected. Built by
+    :func:`representer.evaluation.metrics.detection_curve`, drawn by the report (so it lives here,
+    below both).
+    """
+
+    inspected: np.ndarray
+    found: np.ndarray
+    n_inspected: np.ndarray
+
+
+@dataclass(frozen=True)
 class LabelIssues(Sequence):
     """Training points ranked by suspicion, most suspicious first.
 
     A ``LabelIssues`` indexes, slices and iterates like its ``indices``: ``issues[:10]`` are the ten
     most suspicious training indices, ``list(issues)`` all of them, ``np.asarray(issues)`` the array.
 
-    Attributes:
-        indices: training indices, most suspicious first (all ``n``, or the ``top`` requested).
-        scores: the ranking score of each of those points (descending; ties broken as described in
-            :mod:`representer.debugging`).
-        ranking: for an explainer, ``"self_influence"`` or ``"cumulative"``; for a model, the route.
-        given_labels: the training label of each of ``indices``.
-        method: what produced the ranking: a route of :mod:`representer.label_routes`
-            (``"trajectory-loss"``, ``"cross-fit"``, …) or the explainer's name.
-        reason: why that method (for ``method="auto"``: why it was chosen), in words.
-        caveat: a warning in words when the ranking is known to be weak in this situation, else ``None``.
-        details: what the route computed on the way (checkpoints, fitted fractions, fit reports).
+    Attributes
+    ----------
+    indices : ndarray of shape (r,)
+        Training indices, most suspicious first (all ``n``, or the ``top`` requested).
+    scores : ndarray of shape (r,)
+        The ranking score of each of those points (descending; ties broken as described in
+        :mod:`representer.debugging`).
+    ranking : str
+        For an explainer, ``"self_influence"`` or ``"cumulative"``; for a model, the route.
+    given_labels : ndarray of shape (r,)
+        The training label of each of ``indices``.
+    method : str
+        What produced the ranking: a route of :mod:`representer.label_routes` (``"trajectory-loss"``,
+        ``"cross-fit"``, …) or the explainer's name.
+    reason : str
+        Why that method (for ``method="auto"``: why it was chosen), in words.
+    caveat : str or None
+        A warning in words when the ranking is known to be weak in this situation.
+    details : dict
+        What the route computed on the way (checkpoints, fitted fractions, fit reports).
     """
 
     indices: np.ndarray
@@ -123,9 +146,30 @@ def _tie_share(scores: np.ndarray) -> float:
 
 
 def cumulative_attribution(explainer: Explainer, X_test: Any, target: Any = "predicted", y: Any = None) -> np.ndarray:
-    """DualView's global score ``S_i = Σ_t |a(t, i)| / max_j |a(t, j)|`` over the rows of ``X_test``, ``(n,)``.
+    """DualView's global score ``S_i = Σ_t |a(t, i)| / max_j |a(t, j)|`` over the rows of ``X_test``.
 
     Computed in two streamed passes (row maxima, then the normalised sum); see the module docstring.
+
+    Parameters
+    ----------
+    explainer : Explainer
+        Fitted.
+    X_test : array, tensor, Dataset or DataLoader of m inputs
+        The points whose attributions are summed.
+    target : "predicted", "label", int, str or array-like of shape (m,), default "predicted"
+        The class each test point is explained for.
+    y : array-like of shape (m,), optional
+        Labels of ``X_test``, for ``target="label"``.
+
+    Returns
+    -------
+    ndarray of shape (n,)
+        ``S_i`` per training point, float64 (larger = more suspicious).
+
+    Raises
+    ------
+    NotFittedError
+        If ``explainer`` is not fitted.
     """
     maxima: dict[int, torch.Tensor] = {}
     for t0, _, block in explainer.attribution_blocks(X_test, target=target, y=y):
@@ -163,34 +207,55 @@ def find_label_issues(
         issues = rp.find_label_issues(net.eval(), X_train, y_train, checkpoints="checkpoints")
         issues = rp.find_label_issues(fitted_explainer)            # the explainer's own ranking
 
-    Args:
-        model: an ``nn.Module`` (eval mode), :class:`~representer.TorchClassifier`,
-            :class:`~representer.TreeEnsemble`, an xgboost / lightgbm / scikit-learn booster or
-            :class:`~representer.Features`, with ``X`` and ``y``; or a fitted explainer alone.
-        X, y: the training inputs and their given (possibly wrong) labels.
-        checkpoints: the training trajectory of a network: a folder written by
-            :class:`~representer.CheckpointRecorder`, a list of :class:`~representer.Checkpoint`, or a
-            list of state dicts in training order (with ``learning_rates``, used by ``"tracin"``).
-        method: ``"auto"`` (default; the validated route for what is given, see
-            :mod:`representer.label_routes`) or a route name: ``"trajectory-loss"``,
-            ``"trajectory-margin"``, ``"tracin"``, ``"cross-fit"``, ``"loss"``, ``"influence"``,
-            ``"rps-l2"``, ``"rps-lje"``, ``"dualview"``.
-        params: layers for ``method="tracin"`` (default: the head, in closed form).
-        top: keep only the ``top`` most suspicious points (default: all).
-        ranking, X_test, target: explainer calls only: ``"self_influence"`` (no test data) or
-            ``"cumulative"`` (DualView's normalised cumulative attribution over ``X_test``, each test
-            point explained for ``target``).
-        progress: progress bar for long steps (``None``: when standard error is a terminal).
-        seed: seed of the cross-fit folds and DualView's solver.
+    Parameters
+    ----------
+    model : nn.Module, ClassifierAdapter, booster or Explainer
+        An ``nn.Module`` (eval mode), :class:`~representer.TorchClassifier`,
+        :class:`~representer.TreeEnsemble`, an xgboost / lightgbm / scikit-learn booster or
+        :class:`~representer.Features`, with ``X`` and ``y``; or a fitted explainer alone.
+    X : array, tensor, Dataset or DataLoader of n inputs, optional
+        The training inputs (model calls).
+    y : array-like of shape (n,), optional
+        Their given, possibly wrong, labels (model calls).
+    checkpoints : str, Path or list, optional
+        The training trajectory of a network: a folder written by :class:`~representer.CheckpointRecorder`,
+        a list of :class:`~representer.Checkpoint`, or a list of state dicts in training order (with
+        ``learning_rates``, used by ``"tracin"``).
+    learning_rates : list of float, optional
+        The learning rate at each checkpoint, for ``"tracin"`` with state dicts.
+    method : str, default "auto"
+        ``"auto"`` (the validated route for what is given, see :mod:`representer.label_routes`) or a route
+        name: ``"trajectory-loss"``, ``"trajectory-margin"``, ``"tracin"``, ``"cross-fit"``, ``"loss"``,
+        ``"influence"``, ``"rps-l2"``, ``"rps-lje"``, ``"dualview"``.
+    params : list of str, optional
+        Layers for ``method="tracin"`` (default: the head, in closed form).
+    top : int, optional
+        Keep only the ``top`` most suspicious points (default: all).
+    ranking : {"self_influence", "cumulative"}, default "self_influence"
+        Explainer calls only: the explainer's own score (no test data), or DualView's normalised
+        cumulative attribution over ``X_test`` (:func:`cumulative_attribution`).
+    X_test : array-like of m inputs, optional
+        Explainer calls with ``ranking="cumulative"``.
+    target : "predicted", "label", int, str or array-like, default "predicted"
+        The class each test point is explained for (``ranking="cumulative"``).
+    progress : bool, optional
+        Progress bars for long steps (``None``: when standard error is a terminal).
+    seed : int, default 0
+        Seed of the cross-fit folds and DualView's solver.
 
-    Returns:
-        :class:`LabelIssues`: indices (and iterating / slicing it gives them), scores, the given
-        labels, and ``method`` / ``reason`` / ``caveat`` saying what ranked them and how far to trust it.
+    Returns
+    -------
+    LabelIssues
+        Indices (iterating or slicing it gives them), scores, the given labels, and ``method`` /
+        ``reason`` / ``caveat`` saying what ranked them and how far to trust it.
 
-    Raises:
-        InputError: bad ``top``, ``method``, mismatched ``X`` / ``y``, arguments of the other call form,
-            checkpoints that do not fit the network.
-        ModelError: a model that cannot be split into features and a linear head, or in training mode.
+    Raises
+    ------
+    InputError
+        A bad ``top`` or ``method``, mismatched ``X`` / ``y``, arguments of the other call form, or
+        checkpoints that do not fit the network.
+    ModelError
+        A model that cannot be split into features and a linear head, or in training mode.
     """
     if top is not None and (isinstance(top, bool) or int(top) != top or top < 1):
         raise InputError(f"`top` must be a positive integer or None; got {top!r}.")

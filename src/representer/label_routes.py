@@ -15,8 +15,8 @@ a network / features, no checkpoints     ``cross-fit`` (K convex head refits)   
 
 Routes (``method=``):
 
-* ``"trajectory-loss"``: the log-time average of the loss on the given label over the checkpoints
-  (:meth:`~representer.trajectory.Trajectory.mean_loss`); for boosters, over boosting rounds.
+* ``"trajectory-loss"``: the loss on the given label averaged over the checkpoints at log-spaced
+  epochs (:meth:`~representer.trajectory.Trajectory.mean_loss`); for boosters, over boosting rounds.
 * ``"trajectory-margin"``: area under the margin over the same trajectory, negated.
 * ``"tracin"``: TracIn self-influence ``Σ_c η_c ‖∇ℓ_i(θ_c)‖²`` of the head (``params=None``; a closed
   form from one forward pass per checkpoint) or of the named layers (:class:`~representer.TracInCP`).
@@ -42,12 +42,11 @@ from typing import Any
 import numpy as np
 
 from .checkpoints import Checkpoint, as_checkpoints
+from .crossfit import MEMORISED_SHARE
 from .errors import InputError, ModelError
 from .models import ClassifierAdapter, TorchClassifier, TreeEnsemble, as_adapter, predicted_class
 from .trajectory import Trajectory, boosting_trajectory, label_statistics, network_trajectory
 
-#: A final model predicting at least this share of its training labels has memorised them.
-MEMORISED = 0.95
 #: Folds of the cross-fit route.
 CROSSFIT_FOLDS = 5
 #: ``C · n`` of DualView's ranker (the paper's C = 1e-3 at n = 60,000), and the share of points at the
@@ -144,11 +143,13 @@ def final_loss(inputs: Inputs) -> RouteResult:
 
 
 def cross_fit(inputs: Inputs) -> RouteResult:
-    from .crossfit import DEFAULT_LAM, crossfit_probabilities
+    from .crossfit import choose_lam, crossfit_probabilities
 
-    held_out = crossfit_probabilities(inputs.phi, inputs.y, inputs.adapter.n_outputs, folds=CROSSFIT_FOLDS, seed=inputs.seed)
+    lam, why = choose_lam(fitted_fraction(inputs.adapter, inputs.phi, inputs.y))
+    held_out = crossfit_probabilities(inputs.phi, inputs.y, inputs.adapter.n_outputs, folds=CROSSFIT_FOLDS, lam=lam,
+                                      seed=inputs.seed)
     p_label = held_out[np.arange(len(inputs.y)), inputs.y]
-    return RouteResult(1.0 - p_label, {"folds": CROSSFIT_FOLDS, "lam": DEFAULT_LAM,
+    return RouteResult(1.0 - p_label, {"folds": CROSSFIT_FOLDS, "lam": lam, "lam_reason": why,
                                        "held_out_accuracy": float((held_out.argmax(1) == inputs.y).mean())})
 
 
@@ -222,14 +223,14 @@ def choose(inputs: Inputs) -> Choice:
     if isinstance(inputs.adapter, TreeEnsemble):
         return Choice(
             "trajectory-loss",
-            f"a boosted ensemble's {inputs.adapter.n_trees} trees are its training trajectory: each point's loss on its "
-            "given label averaged over the boosting rounds (log-spaced) sees the rounds before the trees fitted it",
+            f"the booster's {inputs.adapter.n_trees} trees are its training trajectory: the loss on each point's given "
+            "label, averaged over log-spaced boosting rounds, sees the rounds before the trees fitted it",
         )
     if inputs.checkpoints is not None and len(inputs.checkpoints) >= 2:
         return Choice(
             "trajectory-loss",
-            f"{len(inputs.checkpoints)} checkpoints: each point's loss on its given label averaged over training "
-            "(log-time) sees the epochs before the network memorised it",
+            f"{len(inputs.checkpoints)} checkpoints recorded: the loss on each point's given label, averaged over "
+            "log-spaced epochs, sees the epochs before the network memorised it",
         )
     fitted = fitted_fraction(inputs.adapter, inputs.phi, inputs.y)
     reason = (
@@ -237,7 +238,7 @@ def choose(inputs: Inputs) -> Choice:
         f"{CROSSFIT_FOLDS}-fold refits of the head on the model's features"
     )
     caveat = None
-    if fitted >= MEMORISED:
+    if fitted >= MEMORISED_SHARE:
         caveat = (
             f"the model predicts {100 * fitted:.1f} % of its training labels as given, so it has memorised most wrong "
             "ones and any ranking from its final weights is weak (near its per-example loss); record checkpoints "

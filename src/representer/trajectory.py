@@ -11,8 +11,8 @@ For checkpoints ``c = 1 … C`` of a network (or boosting stages of a tree ensem
   squared norm ``‖φ̃_i(c)‖²`` (with the bias's 1 when the head has a bias), whose product is the
   squared norm of the head's loss gradient ``‖∇_Θ ℓ_i‖² = ‖r_i‖² ‖φ̃_i‖²``.
 
-Scores (larger = more suspicious), each over the checkpoints' log-time weights ``w_c``
-(:func:`~representer.checkpoints.log_time_weights`):
+Scores (larger = more suspicious), each an average over log-spaced epochs with the checkpoints'
+weights ``w_c`` (:func:`~representer.checkpoints.log_grid_weights`):
 
 * :meth:`Trajectory.mean_loss` ``= Σ_c w_c ℓ_i(c)`` — the default ranking: a mislabelled point keeps
   a high loss until the network memorises it, a clean one is fitted early;
@@ -36,7 +36,8 @@ import numpy as np
 import torch
 
 from ._progress import progress_bar
-from .checkpoints import Checkpoint, check_architecture, log_schedule_epochs, log_time_weights
+from ._validation import to_tensor
+from .checkpoints import Checkpoint, check_architecture, log_grid_weights, log_schedule_epochs
 from .errors import InputError, ModelError
 from .models import TorchClassifier, TreeEnsemble
 
@@ -62,11 +63,11 @@ class Trajectory:
 
     @property
     def weights(self) -> np.ndarray:
-        """Log-time weights of the checkpoints (:func:`~representer.checkpoints.log_time_weights`)."""
-        return log_time_weights(self.epochs)
+        """Weights of the checkpoints in an average over log-spaced epochs (:func:`~representer.checkpoints.log_grid_weights`)."""
+        return log_grid_weights(self.epochs)
 
     def mean_loss(self) -> np.ndarray:
-        """``Σ_c w_c ℓ_i(c)``, ``(n,)``: the log-time average loss on the given label."""
+        """``Σ_c w_c ℓ_i(c)``, ``(n,)``: the loss on the given label averaged over log-spaced epochs."""
         return self.weights @ self.losses
 
     def mean_margin_score(self) -> np.ndarray:
@@ -89,8 +90,8 @@ def label_statistics(logits: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.
 
     ``K = 1`` is a binary sigmoid head, ``p(1) = σ(z)``: the signed logit ``s = ±z`` is the log-odds of the label.
     """
-    z = torch.as_tensor(np.asarray(logits, dtype=np.float64))
-    labels = torch.as_tensor(np.asarray(y, dtype=np.int64))
+    z = to_tensor(np.asarray(logits, dtype=np.float64))
+    labels = to_tensor(np.asarray(y, dtype=np.int64))
     if z.shape[1] == 1:
         s = torch.where(labels == 1, z[:, 0], -z[:, 0])
         loss = torch.nn.functional.softplus(-s)

@@ -79,6 +79,16 @@ class ModelSpec:
             code=self.code,
         )
 
+    def check_files(self) -> None:
+        """Refuse a missing ``--weights`` file or tree model file now, before any data are read.
+
+        (Missing ``.py`` entry points are refused by :meth:`code_files`.)
+        """
+        if self.weights is not None and not Path(self.weights).is_file():
+            raise InputError(f"`--weights`: the file {self.weights} does not exist.")
+        if _is_tree_file(self.source) and not Path(self.source).is_file():
+            raise InputError(f"`--model`: the file {self.source} does not exist.")
+
     def code_files(self) -> list[Path]:
         """The files importing the model's and the encoder's entry points executes (found without running them)."""
         files = _entry_point_files(self.source, self.search_path, "--model") if not _is_tree_file(self.source) else []

@@ -56,50 +56,17 @@ EXPLANATIONS_FILE = "explanations.json"
 ISSUES_FILE = "label_issues.json"
 ISSUES_CSV = "label_issues.csv"
 REPORT_FILE = "report.html"
+RETRAIN_FILE = "retrain.json"  # written by `representer review --train`
+REVIEW_FILE = "review.sqlite"  # the review's decisions (representer.review.store), never deleted by `fit`
 STATE_FILE = "state.safetensors"  # written by Explainer.save
-#: What ``explain``, ``debug`` and ``report`` add to a run; ``fit`` deletes them when it refits a folder.
-OUTPUT_FILES = (EXPLANATIONS_FILE, ISSUES_FILE, ISSUES_CSV, REPORT_FILE)
+#: What ``explain``, ``debug``, ``report`` and ``review --train`` add to a run; ``fit`` deletes them when it refits a folder.
+OUTPUT_FILES = (EXPLANATIONS_FILE, ISSUES_FILE, ISSUES_CSV, REPORT_FILE, RETRAIN_FILE)
 #: Every file of a run folder: a folder holding others is not a run folder.
 RUN_FILES = (RUN_FILE, CONFIG_FILE, STATE_FILE, *OUTPUT_FILES)
 #: Version of run.json's layout: (major, minor); a newer major version is refused.
 RUN_FORMAT = (2, 0)
 _RUN_KEYS = ("format_version", "method", "params", "device", "model", "data", "classes", "n_train", "n_test",
              "train_fingerprint", "accuracy", "explainer_digest")
-
-#: Method name on the command line → (explainer class, the method options it accepts).
-METHODS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "rps-l2": ("RPSL2", ("lam",)),
-    "rps-lje": ("RPSLJE", ("gamma", "damping")),
-    "dualview": ("DualView", ("C", "seed")),
-    "influence": ("InfluenceFunction", ("hessian", "damping")),
-    "relatif": ("RelatIF", ("kind", "hessian", "damping")),
-    "similarity": ("GradientSimilarity", ()),
-    "knn": ("FeatureSimilarity", ("metric", "n_neighbors")),
-}
-#: Label-ranking routes of ``representer debug --method`` (those of :mod:`representer.label_routes`,
-#: named here so that the command line does not import torch to show its help).
-ROUTES = ("trajectory-loss", "trajectory-margin", "tracin", "cross-fit", "loss", "influence", "rps-l2", "rps-lje", "dualview")
-
-#: Method option (explainer keyword) → its command-line flag, for error messages.
-OPTION_NAMES = {"lam": "--lam", "gamma": "--gamma", "damping": "--damping", "C": "--C", "seed": "--seed",
-                "hessian": "--hessian", "kind": "--kind", "metric": "--metric", "n_neighbors": "--n-neighbors"}
-
-
-def method_params(method: str, given: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The explainer class name of ``method`` and the options of ``given`` that were set (not None).
-
-    An unknown method, or a set option that ``method`` does not accept, raises :class:`InputError`.
-    """
-    if method not in METHODS:
-        raise InputError(f"`--method` must be one of {', '.join(METHODS)}; got {method!r}.")
-    class_name, accepted = METHODS[method]
-    chosen = {k: v for k, v in given.items() if v is not None}
-    foreign = [OPTION_NAMES[k] for k in chosen if k not in accepted]
-    if foreign:
-        takes = ", ".join(OPTION_NAMES[k] for k in accepted) or "no method options"
-        raise InputError(f"{', '.join(foreign)} does not apply to --method {method} (it takes {takes}).")
-    return class_name, chosen
-
 
 def data_fingerprint(split: Split) -> str:
     """A content hash of a split's inputs and labels (texts: their NUL-joined UTF-8 bytes)."""
@@ -130,7 +97,7 @@ def open_run(folder: Path, *, with_model: bool, steps: Callable[[str], None], tr
     run's device and the saved explainer is loaded onto it, checked against run.json.
     """
     from .methods import load as load_explainer
-    from .methods.persistence import read_config
+    from .methods.persistence import ModelChangedError, read_config
     from .userdata import DataSpec, load_data
     from .usermodel import load_model
 
@@ -141,6 +108,10 @@ def open_run(folder: Path, *, with_model: bool, steps: Callable[[str], None], tr
         spec = replace(spec, class_names=classes.names)
     steps(f"Loading the data ({Path(spec.path).name})")
     data = load_data(spec)
+    if info.get("corrections"):
+        from .review.corrections import apply_record
+
+        data = apply_record(data, info["corrections"])
     if data_fingerprint(data.train) != info["train_fingerprint"]:
         raise StaleStateError(f"The training data at {spec.path} changed since `representer fit`; fit the run again.")
     run = Run(folder, info, data)
@@ -151,9 +122,25 @@ def open_run(folder: Path, *, with_model: bool, steps: Callable[[str], None], tr
                 "`representer fit --force`?); fit the run again."
             )
         steps(f"Loading the model and the fitted {info['method']} explainer")
-        run.model = place(load_model(_model_spec(info, folder), trust_code=trust_code), info["device"])
-        run.explainer = load_explainer(folder, run.model.adapter, class_names=classes.names)
+        spec = _model_spec(info, folder)
+        run.model = place(load_model(spec, trust_code=trust_code), info["device"])
+        try:
+            run.explainer = load_explainer(folder, run.model.adapter, class_names=classes.names)
+        except ModelChangedError as exc:
+            raise StaleStateError(_model_changed(folder, spec, info["data"]["path"], exc.parts)) from exc
     return run
+
+
+def _model_changed(folder: Path, spec: Any, data: str, parts: str) -> str:
+    """Why a run's model no longer matches its explainer, and the command that fits the run again."""
+    files = f"weights {spec.weights}" if spec.weights else f"model file {spec.source}"
+    weights = f" --weights {spec.weights}" if spec.weights else ""
+    return (
+        f"The model that {folder / RUN_FILE} names ({spec.source}, {files}) is not the one `representer fit` explained "
+        f"(different parameters: {parts}). If the {'weights' if spec.weights else 'model'} file was replaced or "
+        f"retrained, fit the run again: `representer fit --model {spec.source}{weights} --data {data} … --out {folder}`; "
+        "otherwise restore the file `fit` read."
+    )
 
 
 def read_run_record(folder: Path) -> dict[str, Any]:
@@ -230,6 +217,12 @@ def folder_state(folder: Path) -> tuple[str, list[str]]:
 def check_out(folder: Path, *, force: bool) -> str:
     """The :func:`folder_state` of ``folder``, refused if it holds other files and ``force`` is off."""
     state, foreign = folder_state(folder)
+    if REVIEW_FILE in foreign and not force:
+        raise InputError(
+            f"`--out` {folder} holds review decisions ({REVIEW_FILE}), which a new fit would orphan. Export them "
+            f"(`representer review {folder} --export corrections.csv`) and fit into another folder (with --corrections), or "
+            "pass --force to refit here and keep them (they stay valid only if the training data and classes are unchanged)."
+        )
     if state == "other" and not force:
         shown = ", ".join(foreign[:5]) + (", …" if len(foreign) > 5 else "")
         raise InputError(
@@ -398,7 +391,7 @@ def write_report(run: Run, *, show_explanations: int | None = None, show_issues:
         predictions[issues.indices] = [r["predicted"] for r in shown]
         route = flagged.get("route") or flagged["ranking"]
         report.add_label_issues(issues, renderer=train_items, predictions=predictions, class_names=names, top=len(shown),
-                                title=f"Most suspicious training labels ({route})", wide=wide)
+                                title=f"Most suspicious training labels ({route})", wide=wide, train_names=data.train.items)
         if flagged.get("reason"):
             caveat = f" Caveat: {flagged['caveat']}." if flagged.get("caveat") else ""
             report.add_text(f"Ranked by {route}: {flagged['reason']}.{caveat}", title="How these labels were ranked")
@@ -422,16 +415,46 @@ def write_report(run: Run, *, show_explanations: int | None = None, show_issues:
             train_labels=data.train.y, test_indices=[r["index"] for r in rows], test_labels=points.y,
             rows=range(min(len(rows), show_explanations or explained["show"])), class_names=names,
             title=f"Why the model predicts what it predicts ({explained['split']} points)", wide=wide,
+            train_names=data.train.items, test_names=points.items,
         )
+    retrained = _read_output(folder, RETRAIN_FILE, "review --train", ("before", "after", "train", "seed"))
+    if retrained is not None:
+        _add_retrain(report, retrained, info)
     if config.get("fit_report_"):
         report.add_table(config["fit_report_"], title=f"{info['method']} fit", caption=f"{config['class']}({config['params']})")
     report.add_table(
         {"method": info["method"], **{f"option {k}": v for k, v in info["params"].items()}, "model": info["model"]["source"],
          "weights": info["model"]["weights"] or "-", "data": info["data"]["path"], "test data": info["data"]["test_path"] or "-",
-         **{f"accuracy ({k})": v for k, v in info["accuracy"].items()}},
+         **{f"accuracy ({k})": v for k, v in info["accuracy"].items()}, **_corrections_summary(info)},
         title="Run",
     )
     return report.write(folder / REPORT_FILE)
+
+
+def _add_retrain(report: Any, record: dict[str, Any], info: dict[str, Any]) -> None:
+    """The section of ``representer review --train``: test accuracy on the given vs the corrected labels."""
+    rows = [{"training labels": "as given", "training points": record["before"]["n_train"],
+             "test accuracy": f"{100 * record['before']['test_accuracy']:.2f} %"},
+            {"training labels": f"corrected ({record['relabelled']} relabelled, {record['removed']} removed)",
+             "training points": record["after"]["n_train"], "test accuracy": f"{100 * record['after']['test_accuracy']:.2f} %"}]
+    gain = 100 * (record["after"]["test_accuracy"] - record["before"]["test_accuracy"])
+    fitted = record.get("fitted_model_test_accuracy")
+    report.add_table(rows, title="Retrained with the review's corrections",
+                     caption=f"Both models trained by {record['train']} with seed {record['seed']}, on the run's "
+                             f"{record['n_test']} test points: {gain:+.2f} points; "
+                             f"{record['changed_test_predictions']} test predictions changed; one test point is "
+                             f"{100 / max(record['n_test'], 1):.2f} points."
+                             + (f" The explained model itself, trained by you outside representer, scores {100 * fitted:.2f} %." if fitted is not None else ""))
+
+
+def _corrections_summary(info: dict[str, Any]) -> dict[str, Any]:
+    """The corrections ``fit --corrections`` applied, for the report's run table."""
+    record = info.get("corrections")
+    if not record:
+        return {}
+    rows = record["rows"]
+    return {"corrections": record["source"], "relabelled at fit": sum(r["decision"] == "relabel" for r in rows),
+            "removed at fit": sum(r["decision"] == "remove" for r in rows)}
 
 
 def _read_output(folder: Path, name: str, command: str, keys: tuple[str, ...]) -> dict[str, Any] | None:

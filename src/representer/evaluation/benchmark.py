@@ -15,7 +15,7 @@ setting        training data                               metric
 =============  ==========================================  ==========================================
 
 and explains it with every method on the penultimate features (head-level versions): DV
-(DualView, its default ``C="auto"`` unless ``dualview_C`` is given), IF (exact head Hessian, damping 1e-3), RPS-L2 (λ = 3e-3), RPS-LJE, RelatIF
+(DualView, its default ``C = 12 / n`` unless ``dualview_C`` is given), IF (exact head Hessian, damping 1e-3), RPS-L2 (λ = 3e-3), RPS-LJE, RelatIF
 (θ, damping 1e-3), SIM (head gradient similarity), kNN (cosine on φ), RAND. ``SIM-rp`` is the
 paper's SIM-rp over **all** parameters (:class:`~representer.methods.FullModelSimilarity`): logit
 gradients of the whole CNN on the raw images, projected to 128 dimensions by one seeded Gaussian

@@ -190,7 +190,7 @@ def fit_text_setting(config: TextSettingConfig = TextSettingConfig(), *, show_pr
     t0 = time.perf_counter()
     net = train_bilstm(data, y_train, config)
     train_seconds = time.perf_counter() - t0
-    clf = TorchClassifier(net, show_progress=show_progress)
+    clf = TorchClassifier(net, progress=show_progress)
     pred_train = clf.predict(data.X_train)
     pred_test = clf.predict(data.X_test)
 

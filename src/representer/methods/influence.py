@@ -61,7 +61,7 @@ from .._params import Options, non_negative
 from ..engine import BilinearKernel, GradientKernel, KroneckerKernel, TestFactors
 from ..errors import InputError, RepresenterError
 from .base import Explainer
-from .common import output_and_sign
+from ..head import output_and_sign
 
 Tensor = torch.Tensor
 HessianName = Literal["exact", "kfac", "ekfac", "identity"]
@@ -230,16 +230,29 @@ def blockwise_forms(inverse: InverseHessian, r: Tensor, x: Tensor) -> tuple[Tens
 class InfluenceFunction(Explainer):
     """Influence of training points on the test loss, ``I(t, i) = g_tᵀH⁻¹g_i`` (positive = helpful).
 
-    Args:
-        model: a :class:`~representer.TorchClassifier`, :class:`~representer.Features` or ``nn.Module``.
-        hessian: ``"exact"``, ``"ekfac"``, ``"kfac"`` or ``"identity"`` (see the module docstring).
-        damping: ``λ`` added to the Hessian. Set it to the head's L2 coefficient (objective
-            ``mean loss + (λ/2)‖Θ‖²``) to make ``H`` the true Hessian; softmax heads need ``λ > 0``.
-            Not used by ``"identity"``.
+    Parameters
+    ----------
+    model : TorchClassifier, Features or nn.Module
+        The classifier to explain (an ``nn.Module`` is wrapped in :class:`~representer.TorchClassifier`).
+    hessian : {"exact", "ekfac", "kfac", "identity"}, default "exact"
+        How ``H`` is represented and inverted: exactly (Cholesky), by Kronecker factors (K-FAC, or EK-FAC with
+        eigenvalue corrections), or as the identity (plain gradient dot products).
+    damping : float, default 0.001
+        ``λ`` added to the Hessian. Set it to the head's L2 coefficient (objective ``mean loss + (λ/2)‖Θ‖²``)
+        to make ``H`` the true Hessian; softmax heads need ``λ > 0``. Not used by ``"identity"``.
+    **engine
+        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names`` (see :class:`Explainer`).
 
-    Fitted attributes: ``residuals_`` ``(n, K)`` (``r_i``), ``train_self_influence_``
-    ``(n,)`` (``g_iᵀH⁻¹g_i``), ``inverse_gradient_norms_`` ``(n,)`` (``‖H⁻¹g_i‖``, which is ``n ‖Δθ‖``
-    of leave-one-out to first order), and the backend's tensors as ``hessian_<name>_``.
+    Attributes
+    ----------
+    residuals_ : ndarray of shape (n, K)
+        The ``r_i``.
+    train_self_influence_ : ndarray of shape (n,)
+        ``g_iᵀH⁻¹g_i``.
+    inverse_gradient_norms_ : ndarray of shape (n,)
+        ``‖H⁻¹g_i‖``, which is ``n ‖Δθ‖`` of leave-one-out to first order.
+    hessian_<name>_ : Tensor
+        The backend's tensors.
     """
 
     name = "influence"
@@ -315,9 +328,26 @@ class InfluenceFunction(Explainer):
         return self.train_self_influence_
 
     def test_self_influence(self, X: Any, target: Any = "predicted", y: Any = None) -> np.ndarray:
-        """``g_tᵀH⁻¹g_t`` for each row of ``X`` (explained class as in :meth:`explain`).
+        """``g_tᵀH⁻¹g_t`` for each row of ``X``: a test point's influence on itself.
 
         Its square root bounds ``|ℓ-RelatIF(t, i)|`` (Cauchy–Schwarz in the ``H⁻¹`` inner product).
+
+        Parameters
+        ----------
+        X, target, y
+            As for :meth:`explain` (the gradient is that of the explained class's loss).
+
+        Returns
+        -------
+        ndarray of shape (m,)
+            Non-negative, float64.
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+        InputError
+            ``X`` of the wrong shape or dtype, or a bad ``target``.
         """
         self._check_fitted()
         phi = self.model_.features(X)

@@ -149,16 +149,29 @@ def read_state(folder: Path) -> dict[str, np.ndarray]:
         raise FileFormatError(f"Cannot read {file} ({type(exc).__name__}: {exc}); the file is damaged: save it again.") from exc
 
 
+class ModelChangedError(StaleStateError):
+    """The model given to :func:`~representer.load` is not the one the explainer was fitted on.
+
+    ``parts`` names the differing parameters and buffers, e.g. ``"0.weight; 1 of 4 parts"``.
+    """
+
+    def __init__(self, message: str, parts: str) -> None:
+        super().__init__(message)
+        self.parts = parts
+
+
 def check_model(config: dict[str, Any], adapter: Any) -> None:
-    """Refuse an adapter whose parameter hashes differ from those saved, naming the parts that differ."""
+    """Refuse an adapter whose parameter hashes differ from those saved (:class:`ModelChangedError`)."""
     saved: dict[str, str] = config["fingerprints"]["model"]
     current = adapter.parameter_hashes()
     differ = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
     if differ:
         shown = ", ".join(differ[:5]) + (f" and {len(differ) - 5} more" if len(differ) > 5 else "")
-        raise StaleStateError(
-            f"The saved explainer was fitted on a different model (different parameters: {shown}; {len(differ)} of "
-            f"{len(saved)} parts). Load it with the model it was fitted on, or fit it again on this one."
+        parts = f"{shown}; {len(differ)} of {len(saved)} parts"
+        raise ModelChangedError(
+            f"The saved explainer was fitted on a different model (different parameters: {parts}). Load it with the "
+            "model it was fitted on, or fit it again on this one.",
+            parts,
         )
 
 

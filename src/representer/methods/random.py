@@ -79,10 +79,14 @@ class RandomKernel(BilinearKernel):
 class RandomAttribution(Explainer):
     """Random scores in ``[−1, 1)``, reproducible from ``seed`` (see the module docstring).
 
-    Args:
-        model: a :class:`~representer.TorchClassifier`, :class:`~representer.Features` or ``nn.Module``
-            (only used to compute the features that identify a test point).
-        seed: integer seed; the same seed gives the same scores and the same self-influence order.
+    Parameters
+    ----------
+    model : TorchClassifier, Features or nn.Module
+        Only used to compute the features that identify a test point.
+    seed : int, default 0
+        The same seed gives the same scores and the same self-influence order.
+    **engine
+        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names`` (see :class:`Explainer`).
     """
 
     name = "random"

@@ -43,29 +43,45 @@ from ..engine import CoefficientKernel, TestFactors
 from ..errors import ModelError
 from ..models.trees import TreeEnsemble
 from ..solvers.softmax_head import fit_softmax_head
-from .base import Explainer
-from .common import class_columns, output_and_sign
+from .base import _RefitExplainer
+from ..head import class_columns, output_and_sign
 
 
-class RPSL2(Explainer):
+class RPSL2(_RefitExplainer):
     """Representer Point Selection with an L2-regularised head refit.
 
-    Args:
-        model: a :class:`~representer.TorchClassifier`, :class:`~representer.Features` or ``nn.Module``.
-        lam: the L2 strength λ (default 0.003, as in every reference implementation).
-        tol: stop when the Frobenius norm of the refit's gradient is ≤ ``tol``.
-        max_iter: Newton iterations at most.
-        self_influence_mode: ``"label"`` ranks by ``|α_{i,y_i}|`` (paper, quanda); ``"teacher"`` by
-            the teacher-weighted ``Σ_c q_ic |α_ic|`` of the released RPS code.
-        refit: ``"teacher"`` (Eq. (4): fit the model's own probabilities, for explanations) or
-            ``"labels"`` (Eq. (3): fit the given labels, the paper's data-debugging model, §4.1).
+    Parameters
+    ----------
+    model : TorchClassifier, Features or nn.Module
+        The classifier to explain (an ``nn.Module`` is wrapped in :class:`~representer.TorchClassifier`).
+    lam : float, default 0.003
+        The L2 strength λ of the refit head (0.003 in every reference implementation).
+    tol : float, default 1e-10
+        Stop the refit when the Frobenius norm of its gradient is ≤ ``tol``.
+    max_iter : int, default 100
+        Newton iterations of the refit at most.
+    self_influence_mode : {"label", "teacher"}, default "label"
+        What :meth:`self_influence` ranks by: ``"label"`` ``|α_{i,y_i}|`` (the paper, quanda); ``"teacher"``
+        the teacher-weighted ``Σ_c q_ic |α_ic|`` of the released RPS code.
+    refit : {"teacher", "labels"}, default "teacher"
+        What the head is refit to: ``"teacher"`` the model's own probabilities (Eq. (4), for explanations);
+        ``"labels"`` the given labels (Eq. (3), the paper's data-debugging model, §4.1).
+    **engine
+        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names`` (see :class:`Explainer`).
 
-    Fitted attributes: ``alpha_`` ``(n, K)``, ``theta_`` ``(K, D+1)`` (student head, bias last),
-    ``teacher_`` ``(n, K)`` (the refit's targets: the model's probabilities, or one-hot labels with
-    ``refit="labels"``), ``fit_report_`` (gradient norm, iterations, fidelity, and ``converged`` /
-    ``reason`` from :func:`~representer.solvers.newton.newton_cg`: a refit that stalls at the float64
-    round-off floor above ``tol`` stops early with ``converged=False``, and warns only if its gradient
-    norm exceeds ``100 · tol``).
+    Attributes
+    ----------
+    alpha_ : ndarray of shape (n, K)
+        The representer values ``α``.
+    theta_ : ndarray of shape (K, D+1)
+        The student head, bias last.
+    teacher_ : ndarray of shape (n, K)
+        The refit's targets: the model's probabilities, or one-hot labels with ``refit="labels"``.
+    fit_report_ : dict
+        Gradient norm, iterations, fidelity, and ``converged`` / ``reason`` from
+        :func:`~representer.solvers.newton.newton_cg`: a refit that stalls at the float64 round-off floor
+        above ``tol`` stops early with ``converged=False``, and warns only if its gradient norm exceeds
+        ``100 · tol``.
     """
 
     name = "rps_l2"
@@ -96,13 +112,6 @@ class RPSL2(Explainer):
         self.self_influence_mode = self_influence_mode
         self.refit = refit
 
-    def fit(self, X: Any, y: Any, *, eval_X: Any = None) -> "RPSL2":
-        """Refit the head and compute α. ``eval_X`` (optional) adds test-set fidelity to ``fit_report_``."""
-        with self._fitting():
-            super().fit(X, y)
-            if eval_X is not None:
-                self.fit_report_["eval"] = self.fidelity(eval_X)
-        return self
 
     def _check_model(self, adapter: Any) -> None:
         if isinstance(adapter, TreeEnsemble):
@@ -147,7 +156,13 @@ class RPSL2(Explainer):
         return CoefficientKernel(x=torch.as_tensor(self.train_features_tilde()), coef=torch.as_tensor(self.alpha_))
 
     def train_features_tilde(self) -> np.ndarray:
-        """Training features with the ones column, ``(n, D+1)``."""
+        """The training features with the ones column.
+
+        Returns
+        -------
+        ndarray of shape (n, D+1)
+            ``[φ_i, 1]`` per row.
+        """
         return np.concatenate([self.train_features_, np.ones((self.train_features_.shape[0], 1))], axis=1)
 
     def _test_factors(self, phi: np.ndarray, target: np.ndarray) -> TestFactors:
@@ -162,17 +177,40 @@ class RPSL2(Explainer):
         return (np.abs(alpha) * class_columns(self.teacher_, probabilities=True)).sum(axis=1)
 
     def representer_weights(self) -> np.ndarray:
-        """``Σ_i φ̃_i α_iᵀ`` as a ``(K, D+1)`` head: equals ``theta_`` at a stationary point."""
+        """The head the representer values rebuild: ``Σ_i α_i φ̃_iᵀ``.
+
+        Returns
+        -------
+        ndarray of shape (K, D+1)
+            Equals ``theta_`` at a stationary point (bias last).
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+        """
         self._check_fitted()
         return self.alpha_.T @ self.train_features_tilde()
 
     def fidelity(self, X: Any) -> dict[str, float]:
         """How well the representer decomposition reproduces the model on ``X`` (spec §2.6).
 
-        Returns the Pearson correlation and mean absolute difference between the teacher's
-        probabilities and those of the reconstructed head ``Σ_i φ̃_i α_iᵀ`` (flattened over rows and
-        classes), the max logit error against the student head ``Θ*`` (stationarity) and against the
-        original model.
+        Parameters
+        ----------
+        X : array-like of m inputs
+            As for :meth:`explain`.
+
+        Returns
+        -------
+        dict of str to float
+            ``pearson`` and ``mean_abs_prob_diff`` between the teacher's probabilities and those of the
+            reconstructed head ``Σ_i α_i φ̃_iᵀ`` (flattened over rows and classes);
+            ``max_logit_error_vs_student`` (stationarity of ``Θ*``) and ``max_logit_error_vs_model``.
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
         """
         self._check_fitted()
         phi = self.model_.features(X)

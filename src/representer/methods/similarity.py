@@ -47,7 +47,7 @@ from ..engine import CoefficientKernel, TestFactors
 from ..engine import top_k as engine_top_k
 from ..errors import InputError, RepresenterWarning
 from .base import Explainer
-from .common import output_and_sign
+from ..head import output_and_sign
 
 _METRICS = ("cosine", "dot", "l2")
 
@@ -61,13 +61,20 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
 class GradientSimilarity(Explainer):
     """SIM: similarity of the explained logit's head gradient to each training point's label-logit gradient.
 
-    Args:
-        model: a :class:`~representer.TorchClassifier`, :class:`~representer.Features` or ``nn.Module``.
-        cosine: also normalise the test gradient (symmetric cosine similarity); default ``False``
-            (one-sided, spec §4.5).
+    Parameters
+    ----------
+    model : TorchClassifier, Features or nn.Module
+        The classifier to explain (an ``nn.Module`` is wrapped in :class:`~representer.TorchClassifier`).
+    cosine : bool, default False
+        Also normalise the test gradient (symmetric cosine similarity); by default one-sided (spec §4.5).
+    **engine
+        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names`` (see :class:`Explainer`).
 
-    Fitted attributes: ``coef_`` ``(n, K)``: ``±1/‖x̃_i‖`` in the column of the training label
-    (binary head: one column, signed by the label), zeros elsewhere.
+    Attributes
+    ----------
+    coef_ : ndarray of shape (n, K)
+        ``±1/‖x̃_i‖`` in the column of the training label (binary head: one column, signed by the label),
+        zeros elsewhere.
     """
 
     name = "sim"
@@ -108,13 +115,23 @@ class GradientSimilarity(Explainer):
 class FeatureSimilarity(Explainer):
     """kNN in feature space: training points ranked by similarity of ``φ`` to the test point's ``φ``.
 
-    Args:
-        model: a :class:`~representer.TorchClassifier`, :class:`~representer.Features` or ``nn.Module``.
-        metric: ``"cosine"`` (default), ``"dot"`` or ``"l2"`` (score ``−‖φ_t − φ_i‖²``).
-        n_neighbors: neighbours used by :meth:`self_influence` (label disagreement).
-
     Scores do not depend on the explained class (``target`` only labels the explanation).
-    Fitted attributes: ``center_`` ``(D,)``, the training mean used by ``"l2"`` (zeros otherwise).
+
+    Parameters
+    ----------
+    model : TorchClassifier, Features or nn.Module
+        The classifier to explain (an ``nn.Module`` is wrapped in :class:`~representer.TorchClassifier`).
+    metric : {"cosine", "dot", "l2"}, default "cosine"
+        Similarity of features: cosine, dot product, or ``−‖φ_t − φ_i‖²`` (``"l2"``).
+    n_neighbors : int, default 10
+        Neighbours whose labels :meth:`self_influence` compares with a point's own (label disagreement).
+    **engine
+        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names`` (see :class:`Explainer`).
+
+    Attributes
+    ----------
+    center_ : ndarray of shape (D,)
+        The training mean used by ``"l2"`` (zeros otherwise).
     """
 
     name = "knn"
@@ -175,7 +192,18 @@ class FeatureSimilarity(Explainer):
         )
 
     def neighbors(self) -> np.ndarray:
-        """``(n, n_neighbors)`` indices of each training point's most similar other training points."""
+        """Each training point's most similar other training points (by ``metric``), most similar first.
+
+        Returns
+        -------
+        ndarray of shape (n, n_neighbors)
+            Training indices (a point is never its own neighbour).
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+        """
         self._check_fitted()
         k = int(self.n_neighbors)
         test = self._test_factors(self.train_features_, self.y_)
