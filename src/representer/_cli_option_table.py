@@ -45,7 +45,7 @@ OPTION_TABLE: dict[str, dict[str, dict[str, Any]]] = {
           'default': None,
           'help': "The SVM's box constraint in convention; None means 12 / n in Shark's convention for n training "
                   'points (AUTO_C_TIMES_N; the paper used 0.001 at n = 60,000).',
-          'accepts': 'None or a finite number > 0'},
+          'accepts': 'a finite number > 0 or None'},
         'convention': {'kind': 'str',
           'default': 'shark',
           'help': '"shark" (the reference code, ½-margin) or "textbook" (Crammer & Singer); Shark\'s C equals the '

@@ -108,7 +108,7 @@ class DualView(Explainer):
     name = "dualview"
     _fitted_arrays: ClassVar[tuple[str, ...]] = ("beta_", "alpha_", "weight_", "mean_", "inv_scale_")
     _parameter_constraints: ClassVar[dict[str, list]] = {
-        "C": [NoneValue(), positive(float)],
+        "C": [positive(float), NoneValue()],
         "convention": [Options(("shark", "textbook"))],
         "tol": [positive(float)],
         "max_epochs": [positive(int)],
