@@ -42,9 +42,10 @@ OPTION_TABLE: dict[str, dict[str, dict[str, Any]]] = {
     },
     'DualView': {
         'C': {'kind': 'float',
-          'default': 0.001,
-          'help': "The SVM's box constraint in convention (0.001 is the paper's value in Shark's convention).",
-          'accepts': 'a finite number > 0'},
+          'default': None,
+          'help': "The SVM's box constraint in convention; None means 12 / n in Shark's convention for n training "
+                  'points (AUTO_C_TIMES_N; the paper used 0.001 at n = 60,000).',
+          'accepts': 'a finite number > 0 or None'},
         'convention': {'kind': 'str',
           'default': 'shark',
           'help': '"shark" (the reference code, ½-margin) or "textbook" (Crammer & Singer); Shark\'s C equals the '

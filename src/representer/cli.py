@@ -233,7 +233,7 @@ def demo(
 
 @app.command(cls=Command)
 def bench(
-    suite: Annotated[str, typer.Option(help="Benchmark suite: 'dualview' (DualView's Table 2), 'rps' (RPS fidelity and debugging curve), 'lje' (the RPS-LJE paper's German Credit data debugging with XGBoost; ignores --dataset, --methods, --cache-dir), 'relatif' (RelatIF Table 1, kNN overlap) or 'all' (each into OUT/<suite>).")] = "dualview",
+    suite: Annotated[str, typer.Option(help="Benchmark suite: 'dualview' (DualView's Table 2), 'rps' (the RPS paper's §4.1 data debugging over 5 random splits, and RPS-L2's fidelity), 'lje' (the RPS-LJE paper's German Credit data debugging with XGBoost; ignores --dataset, --methods, --cache-dir), 'relatif' (RelatIF Table 1, kNN overlap) or 'all' (each into OUT/<suite>).")] = "dualview",
     dataset: Annotated[str, typer.Option(help="fashion_mnist_subset | mnist_subset | digits | fashion_mnist.")] = "fashion_mnist_subset",
     methods: Annotated[
         str | None, typer.Option(help="Comma-separated subset of DV,IF,RPS-L2,RPS-LJE,RelatIF,SIM,SIM-rp,kNN,RAND,CL for the dualview suite (default: all).")
@@ -243,6 +243,9 @@ def bench(
     seed: Annotated[int, typer.Option(help="Seed of the subsample, the training, DualView and the random baseline.")] = 0,
     cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Cache trained models here (safetensors).")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+    network: Annotated[str, typer.Option(help="dualview suite: small_cnn (Adam, 15 epochs) or basic_conv (the paper's MNIST network and SGD recipe, 10 epochs).")] = "small_cnn",
+    dualview_c: Annotated[float | None, typer.Option("--dualview-c", help="dualview suite: DV's C (Shark convention; default: DualView's, 12 / n; the paper used 0.001 at 60,000 images).")] = None,
+    n_test: Annotated[int | None, typer.Option("--n-test", help="dualview suite: score a seeded subset of this many test points (default: all; the paper scored 4,000).")] = None,
 ) -> None:
     """Run an evaluation suite end to end and print its table with a legend (written to OUT/table.md)."""
     from ._atomic import write_text
@@ -252,7 +255,8 @@ def bench(
     chosen = tuple(BENCH_METHODS) if methods is None else tuple(m.strip() for m in methods.split(",") if m.strip())
     with _reported_errors():
         result = run_suite(
-            suite, dataset, chosen, out, quick=quick, seed=seed, cache_dir=cache_dir, show_progress=progress
+            suite, dataset, chosen, out, quick=quick, seed=seed, cache_dir=cache_dir, show_progress=progress,
+            network=network, dualview_C=dualview_c, n_test=n_test,
         )
         tables, legend = annotate((out / "table.md").read_text())
         text = tables + "\nLegend (↑ higher is better, ↓ lower is better):\n\n" + "".join(f"* {line}\n" for line in legend)

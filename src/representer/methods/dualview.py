@@ -25,6 +25,16 @@ with ``C`` is the textbook problem with ``C / 4``; its ``β`` is 4× the textboo
 the same support set) and gives ``W = Σ_i β_i z_iᵀ`` and ``Σ_i DV(t, i, c) = w_cᵀ z_t``. Rankings and
 every metric are invariant to the ×4.
 
+**The default C** (``C=None``). The primal ``½‖W‖² + C Σ_i ξ_i`` divided by ``n`` is
+``‖W‖²/(2Cn) + mean_i ξ_i``: the surrogate depends on ``C`` only through ``C·n``. A fixed ``C``
+therefore means a different surrogate at every training-set size; the paper's ``C = 0.001`` was
+chosen at ``n = 60,000`` (``C·n = 60``). ``None`` sets ``C = AUTO_C_TIMES_N / n`` (Shark convention;
+a quarter of it in the textbook convention), chosen from the trade-off curve of every DualView metric
+against ``C`` (docs/evaluation.md, "Choosing C"): with ``C·n`` much below it nearly every training
+point sits at the bound ``Σ_c α_ic = C``, all ``|β_i|`` are equal and the cumulative label-poisoning
+score falls below random; much above it, the marked points of the domain-mismatch test leave the
+support and that metric drops to 0. ``fit_report_["C"]`` and ``["C_rule"]`` record the value used.
+
 **Departure from the reference.** Features whose population std is at most
 ``eps · (1 + |μ_j|)`` (dead ReLU units, constant columns) are *dropped*: their z-score is set to 0,
 so they enter no inner product. The reference divides by a zero std and produces NaN.
@@ -42,12 +52,14 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import torch
 
-from .._params import Options, non_negative, positive
+from .._params import NoneValue, Options, non_negative, positive
 from ..engine import CoefficientKernel, TestFactors
 from ..solvers.crammer_singer import solve_crammer_singer
 from .base import Explainer
 
 _SELF_INFLUENCE_MODES = ("coefs", "self")
+#: ``C · n`` of the default ``C=None`` (Shark convention): see the module docstring.
+AUTO_C_TIMES_N = 12.0
 
 
 class DualView(Explainer):
@@ -57,9 +69,10 @@ class DualView(Explainer):
     ----------
     model : TorchClassifier, Features or nn.Module
         The classifier to explain (an ``nn.Module`` is wrapped in :class:`~representer.TorchClassifier`).
-    C : float, default 0.001
-        The SVM's box constraint in ``convention`` (0.001 is the paper's value in Shark's convention).
-        Smaller ``C`` = softer margin = more support vectors.
+    C : float or None, default None
+        The SVM's box constraint in ``convention``; ``None`` means ``12 / n`` in Shark's convention for
+        ``n`` training points (``AUTO_C_TIMES_N``; the paper used 0.001 at n = 60,000). Smaller ``C`` =
+        softer margin = more support vectors; see the module docstring for how the default was chosen.
     convention : {"shark", "textbook"}, default "shark"
         ``"shark"`` (the reference code, ½-margin) or ``"textbook"`` (Crammer & Singer); Shark's ``C``
         equals the textbook ``C/4`` and Shark's ``β`` is 4× the textbook ``β``.
@@ -88,13 +101,14 @@ class DualView(Explainer):
     mean_, inv_scale_ : ndarray of shape (D,)
         The z-scoring: mean and ``1/s`` (0 for dropped features).
     fit_report_ : dict
-        Solver diagnostics, time, surrogate accuracy; and the derived ``sparsity_report_``.
+        The ``C`` used and why (``"C"``, ``"C_rule"``), solver diagnostics, time, surrogate accuracy;
+        and the derived ``C_`` and ``sparsity_report_``.
     """
 
     name = "dualview"
     _fitted_arrays: ClassVar[tuple[str, ...]] = ("beta_", "alpha_", "weight_", "mean_", "inv_scale_")
     _parameter_constraints: ClassVar[dict[str, list]] = {
-        "C": [positive(float)],
+        "C": [positive(float), NoneValue()],
         "convention": [Options(("shark", "textbook"))],
         "tol": [positive(float)],
         "max_epochs": [positive(int)],
@@ -107,7 +121,7 @@ class DualView(Explainer):
         self,
         model: Any,
         *,
-        C: float = 0.001,
+        C: float | None = None,
         convention: Literal["shark", "textbook"] = "shark",
         tol: float = 1e-3,
         max_epochs: int = 10_000,
@@ -134,8 +148,9 @@ class DualView(Explainer):
         self.inv_scale_ = np.where(kept, 1.0 / np.where(kept, std, 1.0), 0.0)
         Z = self.standardize(phi)
         start = time.perf_counter()
+        C, rule = self._resolve_C(Z.shape[0])
         result = solve_crammer_singer(
-            Z, y, self.model_.n_classes, C=self.C, convention=self.convention, tol=self.tol,
+            Z, y, self.model_.n_classes, C=C, convention=self.convention, tol=self.tol,
             max_epochs=self.max_epochs, seed=self.seed,
         )
         seconds = time.perf_counter() - start
@@ -144,8 +159,10 @@ class DualView(Explainer):
         self.weight_ = result.weight
         surrogate_pred = np.argmax(Z @ result.weight.T, axis=1)
         model_pred = self.resolve_target("predicted", phi)
-        at_bound = np.isclose(result.alpha.sum(axis=1), float(self.C), rtol=1e-9, atol=0.0)
+        at_bound = np.isclose(result.alpha.sum(axis=1), C, rtol=1e-9, atol=0.0)
         self.fit_report_ = {
+            "C": C,
+            "C_rule": rule,
             "at_bound_fraction": float(at_bound.mean()),
             "solver_seconds": seconds,
             "epochs": result.n_iter,
@@ -158,6 +175,19 @@ class DualView(Explainer):
             "surrogate_train_accuracy": float(np.mean(surrogate_pred == y)),
             "surrogate_agreement_with_model": float(np.mean(surrogate_pred == model_pred)),
         }
+
+    def _resolve_C(self, n: int) -> tuple[float, str]:
+        """The box constraint used for ``n`` training points, and why."""
+        if self.C is not None:
+            return float(self.C), "given"
+        scale = 1.0 if self.convention == "shark" else 0.25
+        return scale * AUTO_C_TIMES_N / n, f"default: C·n = {AUTO_C_TIMES_N:g} (Shark convention) for n = {n}"
+
+    @property
+    def C_(self) -> float:
+        """The box constraint the fit used (``C``, or the default ``C=None`` resolved for the training-set size)."""
+        self._check_fitted()
+        return float(self.fit_report_["C"])
 
     def standardize(self, phi: np.ndarray) -> np.ndarray:
         """z-score features as the fit did: ``z = (φ − μ) · (1/s)``, dropped (constant) features set to 0.
@@ -265,7 +295,7 @@ class DualView(Explainer):
         self._check_fitted()
         support = np.any(self.beta_ != 0, axis=1)
         total = self.alpha_.sum(axis=1)
-        at_bound = support & np.isclose(total, float(self.C), rtol=1e-9, atol=0.0)
+        at_bound = support & np.isclose(total, self.C_, rtol=1e-9, atol=0.0)
         n_classes = self.beta_.shape[1]
         return {
             "n_support": int(support.sum()),
