@@ -55,3 +55,23 @@ def test_progress_switch():
     assert progress_enabled(True) and not progress_enabled(False)
     assert list(progress_bar(range(3), desc="x", progress=False)) == [0, 1, 2]
     assert list(progress_bar(range(3), desc="x", progress=True)) == [0, 1, 2]
+
+
+def test_progress_reports_to_the_command_line_instead_of_drawing_bars(capsys):
+    """Inside `reporting`, every long step tells the callback its count (the CLI's spinner shows it); no tqdm bar."""
+    import numpy as np
+    import torch
+
+    from representer import TorchClassifier
+    from representer._progress import reporting
+
+    seen: list[tuple[str, int, int | None]] = []
+    with reporting(lambda desc, done, total: seen.append((desc, done, total))):
+        assert list(progress_bar(range(2), desc="x", total=2, progress=True)) == [0, 1]
+        assert list(progress_bar(range(2), desc="off", progress=False)) == [0, 1]
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2)).eval()
+        TorchClassifier(net, batch_size=4).features(np.ones((10, 3), dtype=np.float32))
+    assert seen == [("x", 1, 2), ("x", 2, 2), ("features", 1, 3), ("features", 2, 3), ("features", 3, 3)]
+    assert list(progress_bar(range(2), desc="after", progress=False)) == [0, 1] and len(seen) == 5
+    assert "features" not in capsys.readouterr().err

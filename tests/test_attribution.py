@@ -18,7 +18,7 @@ from representer.attribution import (
     sensitivity_maps,
 )
 from representer.errors import InputError, ModelError, StaleStateError
-from representer.methods.common import class_columns
+from representer.head import class_columns
 from representer.methods.dualview import DualView
 from representer.methods.rps_l2 import RPSL2
 from representer.models import Features, TorchClassifier

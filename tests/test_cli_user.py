@@ -81,7 +81,7 @@ def test_image_folder_fit_explain_debug_report_match_the_python_api(image_run):
     assert result.exit_code == 0, result.output
     info = json.loads((run / "run.json").read_text())
     assert info["n_train"] == 240 and info["n_test"] == 60 and info["params"] == {"lam": 0.01}
-    assert info["class_names"][0] == "Ankle boot" and "model accuracy (test)" in text
+    assert info["classes"]["names"][0] == "Ankle boot" and "model accuracy (test)" in text
 
     # the folder loader reads exactly the original pixels, in the documented order
     from representer.userdata import DataSpec, load_data
@@ -103,8 +103,23 @@ def test_image_folder_fit_explain_debug_report_match_the_python_api(image_run):
     np.testing.assert_allclose([r["excitatory"]["scores"] for r in record["rows"]], expected.excitatory.scores, rtol=1e-5)
     np.testing.assert_allclose([r["inhibitory"]["scores"] for r in record["rows"]], expected.inhibitory.scores, rtol=1e-5)
     assert [r["explained_class"] for r in record["rows"]] == expected.target.tolist()
+    # training points are named by their files, as the test point is (class folder, then file name)
+    files = [str(p.relative_to(root / "images" / "train")) for c in loaded.class_names
+             for p in sorted((root / "images" / "train" / c.replace("/", "-")).iterdir())]
+    for r, key in ((r, key) for r in record["rows"] for key in ("excitatory", "inhibitory")):
+        assert r[key]["items"] == [files[i] for i in r[key]["indices"]]
+    first = record["rows"][0]["excitatory"]
+    assert f"{first['indices'][0]} ({first['items'][0]})" in " ".join(result.output.split())
 
-    result, text = invoke("debug", run, "--show", "10")
+    result, text = invoke("debug", run)
+    assert result.exit_code == 0, result.output
+    assert "Ranked by cross-fit" in text and "no checkpoints" in text
+    auto = json.loads((run / "label_issues.json").read_text())
+    assert auto["route"] == "cross-fit" and auto["caveat"] is None
+    reference = rp.find_label_issues(net, *arrays["train"])
+    assert [r["train_index"] for r in auto["issues"]] == reference.indices.tolist()
+
+    result, text = invoke("debug", run, "--method", "explainer", "--show", "10")
     assert result.exit_code == 0, result.output
     issues = json.loads((run / "label_issues.json").read_text())["issues"]
     reference = rp.find_label_issues(api)
@@ -120,6 +135,8 @@ def test_image_folder_fit_explain_debug_report_match_the_python_api(image_run):
     assert len(thumbs) == 10 + 4 * (1 + 4 + 4)
     for title in ("Most suspicious training labels", "Why the model predicts what it predicts", "rps-l2 fit", "Run"):
         assert title in html
+    assert f"train {first['indices'][0]} · {first['items'][0]}<br>score" in html
+    assert f"#1 · train {issues[0]['train_index']} · {issues[0]['item']}<br>" in html
 
     (run / "report.html").unlink()
     result, _ = invoke("report", run, "--show-issues", "3", "--show-explanations", "1")
@@ -146,7 +163,7 @@ def test_csv_and_xgboost_model_file(tmp_path):
     result, text = invoke("fit", "--model", tmp_path / "model.json", "--data", tmp_path / "train.csv", "--test-data",
                           tmp_path / "test.csv", "--label-column", "kind", "--method", "rps-lje", "--out", run)
     assert result.exit_code == 0, result.output
-    assert json.loads((run / "run.json").read_text())["class_names"] == ["high", "low", "mid"]
+    assert json.loads((run / "run.json").read_text())["classes"]["names"] == ["high", "low", "mid"]
     result, _ = invoke("explain", run, "--top-k", "3")
     assert result.exit_code == 0, result.output
     record = json.loads((run / "explanations.json").read_text())
@@ -222,6 +239,70 @@ def test_npz_and_npy_arrays(tmp_path):
     assert json.loads((tmp_path / "npz" / "run.json").read_text())["n_test"] == 10
     result, text = invoke("fit", "--model", tmp_path / "linear.py:build_model", "--data", tmp_path / "X.npy", "--out", tmp_path / "r")
     assert result.exit_code == 1 and "pass `--labels`" in text
+
+
+MLP_FILE = """import torch
+from torch import nn
+
+def build_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 64), nn.ReLU(), nn.Linear(64, 3))
+"""
+
+
+def test_debug_ranks_by_the_recorded_trajectory(tmp_path):
+    # a network that memorises 60 random-ish labels, with checkpoints recorded while it trained
+    (tmp_path / "mlp.py").write_text(MLP_FILE)
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(60, 4)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5)
+    y[:9] = (y[:9] + 1) % 3
+    np.savez(tmp_path / "data.npz", X_train=X, y_train=y)
+    namespace: dict = {}
+    exec(MLP_FILE, namespace)
+    net = namespace["build_model"]()
+    recorder = rp.CheckpointRecorder(tmp_path / "checkpoints")
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for epoch in range(1, 401):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(torch.as_tensor(X)), torch.as_tensor(y)).backward()
+        opt.step()
+        recorder.save(net, epoch=epoch, learning_rate=1e-2, force=epoch == 400)
+    net.eval()
+    assert (net(torch.as_tensor(X)).argmax(1).numpy() == y).mean() == 1.0
+    save_file(net.state_dict(), str(tmp_path / "weights.safetensors"))
+    common = ["--model", tmp_path / "mlp.py:build_model", "--weights", tmp_path / "weights.safetensors",
+              "--data", tmp_path / "data.npz", "--method", "influence"]
+
+    result, _ = invoke("fit", *common, "--checkpoints", tmp_path / "checkpoints", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    result, text = invoke("debug", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert "Ranked by trajectory-loss" in text and "caveat" not in text
+    record = json.loads((tmp_path / "run" / "label_issues.json").read_text())
+    expected = rp.find_label_issues(net, X, y, checkpoints=tmp_path / "checkpoints")
+    assert record["route"] == "trajectory-loss" and [r["train_index"] for r in record["issues"]] == expected.indices.tolist()
+    assert "How these labels were ranked" in (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
+
+    result, _ = invoke("fit", *common, "--out", tmp_path / "plain")
+    result, text = invoke("debug", tmp_path / "plain")
+    assert result.exit_code == 0, result.output
+    assert "Ranked by cross-fit" in text and "caveat: the model predicts 100.0 %" in text and "CheckpointRecorder" in text
+
+    index = tmp_path / "checkpoints" / "checkpoints.json"
+    index.write_text(index.read_text().replace('"schedule": "log"', '"schedule": "every"'))
+    result, text = invoke("debug", tmp_path / "run")
+    assert result.exit_code == 1 and "changed since `representer fit`" in text
+
+    other = tmp_path / "other.py"
+    other.write_text(MLP_FILE.replace("nn.Linear(4, 64), nn.ReLU(), nn.Linear(64, 3)", "nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)"))
+    recorder = rp.CheckpointRecorder(tmp_path / "small", schedule="every")
+    recorder.save(namespace["build_model"](), epoch=1, learning_rate=0.1)
+    result, text = invoke("fit", *common, "--checkpoints", tmp_path / "small", "--out", tmp_path / "r2")
+    assert result.exit_code == 0, result.output
+    result, text = invoke("fit", "--model", other.with_suffix(".py").as_posix() + ":build_model", "--data", tmp_path / "data.npz",
+                          "--method", "influence", "--checkpoints", tmp_path / "small", "--out", tmp_path / "r3")
+    assert result.exit_code == 1 and "another architecture" in text
 
 
 def test_errors_are_clean_messages(image_run, tmp_path):

@@ -14,20 +14,22 @@ def test_demo_quick_writes_report_and_summary(tmp_path):
     assert "report.html" in result.output
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["quick"] and summary["epochs"] == 1 and summary["n_flipped"] == round(0.1 * summary["n_train"])
-    assert 0.0 <= summary["accuracy"]["test"] <= 1.0
+    assert summary["accuracy"]["test"] > 0.2  # twice chance after one epoch on 600 images (seeds 0-2: 31-44 %)
     assert summary["fidelity"]["test"]["pearson"] > 0.9  # the representer decomposition reproduces the model
     detection = summary["detection"]
     random = detection["random (expected)"]["found_at"]
     assert random == {"0.05": 0.05, "0.10": 0.1, "0.20": 0.2}
-    for row in detection.values():
-        assert all(0.0 <= v <= 1.0 for v in row["found_at"].values())
+    for row in detection.values():  # found after inspecting more never decreases, and never exceeds all
+        found = [row["found_at"][f] for f in sorted(row["found_at"], key=float)]
+        assert found == sorted(found) and found[-1] <= 1.0, row
     # the model's loss on the given label is a strong detector even after one epoch (seeds 0-4: 53-73 % at 20 %)
     assert detection["model loss on given label"]["found_at"]["0.20"] > 2 * random["0.20"]
-    # before the network memorises the flips, RPS-L2's |α_{i,y_i}| ranks them last (seeds 0-4: 0 % at 20 %),
-    # as the report's note explains; if RPS-L2's self-influence changes, update that note and this line
-    assert detection["RPS-L2 self-influence"]["found_at"]["0.20"] < random["0.20"]
-    # head influence self-influence needs no memorisation: it is the report's suspicious-label list
-    assert detection["influence self-influence"]["found_at"]["0.20"] > 2 * random["0.20"]
+    # the list shown is find_label_issues' auto route; one epoch gives one checkpoint, so it cross-fits the head
+    assert summary["label_issues"]["method"] == "cross-fit" and summary["label_issues"]["reason"]
+    auto = detection["find_label_issues (auto: cross-fit)"]["found_at"]
+    assert auto["0.20"] > 3 * random["0.20"]
+    # RPS-L2's Eq. (3) student ranks by the L2 head's loss on the given label: a strong detector too
+    assert detection["RPS-L2 |α_i,y_i| (Eq. 3 student)"]["found_at"]["0.20"] > 2 * random["0.20"]
     html = (tmp_path / "report.html").read_text(encoding="utf-8")
     for title in ("Finding the flipped labels", "Detection curve", "Most suspicious training labels", "RPS-L2 fit"):
         assert title in html

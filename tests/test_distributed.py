@@ -13,13 +13,13 @@ from representer.engine.distributed import (  # noqa: E402
     ShardedHead,
     distributed_features,
     distributed_top_k,
-    fit_rps_l2_distributed,
     merge_top_k,
     shard_bounds,
     solve_rps_l2,
 )
 from representer.engine.store import save_kernel  # noqa: E402
 from representer.errors import InputError  # noqa: E402
+from representer.methods.distributed import fit_rps_l2_distributed  # noqa: E402
 from representer.methods.rps_l2 import RPSL2  # noqa: E402
 from representer.models import Features  # noqa: E402
 
@@ -119,6 +119,9 @@ def test_rps_l2_fitted_on_ray_explains_like_rps_l2_for_a_binary_head():
     e_exp, e_got = expected.explain(X[:M], top_k=5), got.explain(X[:M], top_k=5)
     np.testing.assert_array_equal(e_got.excitatory.indices, e_exp.excitatory.indices)
     np.testing.assert_array_equal(e_got.inhibitory.indices, e_exp.inhibitory.indices)
+    assert got.classes_ == expected.classes_  # recorded as fit records it, so the fit saves and loads
+    with pytest.raises(InputError, match="refit='teacher'"):
+        fit_rps_l2_distributed(RPSL2(model, refit="labels"), X, y, n_shards=2)
 
 
 def test_distributed_top_k_equals_explain_in_memory_and_from_a_store(tmp_path):

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from torch import nn
 
 from representer.datasets import load_digits
@@ -24,7 +25,17 @@ def namespace():
     X_test = data.X_test[:60].astype(np.float32)
     net = nn.Sequential(nn.Flatten(), MLP(64, hidden=(32,), n_classes=10))
     train_classifier(net, X_train, y_train, epochs=3, seed=0)
-    return {"net": net, "X_train": X_train, "y_train": y_train, "X_test": X_test, "X_val": X_test}
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+
+    def train_one_epoch(net, optimizer):
+        net.train()
+        for rows in torch.randperm(len(y_train)).split(64):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(net(torch.as_tensor(X_train[rows])), torch.as_tensor(y_train[rows])).backward()
+            optimizer.step()
+
+    return {"net": net, "X_train": X_train, "y_train": y_train, "X_test": X_test, "X_val": X_test,
+            "optimizer": optimizer, "train_one_epoch": train_one_epoch}
 
 
 def test_readme_example_runs(namespace, tmp_path, monkeypatch):
@@ -34,6 +45,7 @@ def test_readme_example_runs(namespace, tmp_path, monkeypatch):
     exec(compile(block, "README.md", "exec"), scope)
     issues, exp = scope["issues"], scope["exp"]
     assert sorted(issues.indices.tolist()) == list(range(len(namespace["y_train"])))
+    assert issues.method == "trajectory-loss" and list(issues[:10]) == issues.indices[:10].tolist()
     assert exp.excitatory.indices.shape == (len(namespace["X_test"]), 10)
     assert np.all(np.diff(exp.excitatory.scores, axis=1) <= 0)
 

@@ -6,7 +6,7 @@ import pytest
 from representer.debugging import find_label_issues
 from representer.errors import InputError
 from representer.methods.base import load
-from representer.methods.dualview import DualView
+from representer.methods.dualview import AUTO_C_TIMES_N, DualView
 from representer.models import Features
 
 
@@ -88,6 +88,31 @@ def test_shark_convention_is_the_textbook_one_at_a_quarter_of_C():
     np.testing.assert_allclose(text.representer_weights(), text.weight_, atol=1e-12)
     np.testing.assert_array_equal(shark.support_, text.support_)
     np.testing.assert_allclose(shark.attribute(phi_test), 4 * text.attribute(phi_test), atol=1e-6)
+
+
+def test_default_C_is_a_fixed_C_times_n_in_either_convention_and_survives_save_load(tmp_path):
+    """``C=None`` = ``AUTO_C_TIMES_N / n`` (Shark), a quarter of it in the textbook convention: the same
+    surrogate as that C given by hand, and the same support set whichever convention."""
+    phi, y, phi_test, model = problem(n=80, seed=3)
+    auto = DualView(model, tol=1e-8, dtype="float64").fit(phi, y)
+    assert auto.C is None and auto.C_ == pytest.approx(AUTO_C_TIMES_N / 80)
+    assert auto.fit_report_["C_rule"].startswith("default") and "n = 80" in auto.fit_report_["C_rule"]
+    given = DualView(model, C=AUTO_C_TIMES_N / 80, tol=1e-8, dtype="float64").fit(phi, y)
+    np.testing.assert_array_equal(auto.beta_, given.beta_)
+    assert given.fit_report_["C_rule"] == "given"
+    text = DualView(model, convention="textbook", tol=1e-8, dtype="float64").fit(phi, y)
+    assert text.C_ == pytest.approx(auto.C_ / 4)
+    np.testing.assert_array_equal(text.support_, auto.support_)
+    # the box constraint holds at the resolved C, and points at it are counted against it
+    assert np.all(auto.alpha_.sum(axis=1) <= auto.C_ * (1 + 1e-12))
+    assert auto.sparsity_report_["n_at_bound"] == int(np.isclose(auto.alpha_.sum(axis=1), auto.C_, rtol=1e-9).sum())
+    half = DualView(model, tol=1e-8, dtype="float64").fit(phi[:40], y[:40])
+    assert half.C_ == pytest.approx(2 * auto.C_)
+    auto.save(tmp_path / "dv")
+    back = load(tmp_path / "dv", model)
+    assert back.C is None and back.C_ == auto.C_ and back.sparsity_report_ == auto.sparsity_report_
+    with pytest.raises(InputError, match="`C` must be"):
+        DualView(model, C="big").fit(phi, y)
 
 
 def test_binary_one_logit_head_gets_one_beta_column_per_class():

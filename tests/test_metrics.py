@@ -75,7 +75,16 @@ def test_label_poisoning_auc_random_is_about_half():
     values = [label_poisoning_auc(rng.random(n), mask) for _ in range(400)]
     expected = (n + 1 - m) / (2 * n + 1 - 2 * m)  # E[curve[k]] = (k+1)/n exactly
     assert np.mean(values) == pytest.approx(expected, abs=0.01)
-    assert expected == pytest.approx(0.5, abs=0.01)
+
+
+def test_label_poisoning_auc_averaged_over_every_order_is_the_closed_form():
+    """Exact, not sampled: over all 5! orders of 5 points with 2 corrupted, the mean AUC is (n+1−m)/(2n+1−2m)."""
+    from itertools import permutations
+
+    n, m = 5, 2
+    mask = corruption_mask([1, 3], n)
+    values = [label_poisoning_auc(-np.array(order, dtype=float), mask) for order in permutations(range(n))]
+    assert np.mean(values) == pytest.approx((n + 1 - m) / (2 * n + 1 - 2 * m), abs=1e-12)
 
 
 def test_roc_auc_and_average_precision():

@@ -246,3 +246,48 @@ def test_a_layer_after_the_head_is_refused_but_softmax_outputs_are_accepted():
                 nn.Sequential(nn.Linear(4, 1), nn.Sigmoid())):
         clf = TorchClassifier(net.eval())
         np.testing.assert_allclose(clf.features(X), X.astype(np.float64), rtol=1e-6)
+
+
+def test_one_example_without_its_batch_dimension_is_named():
+    """A CNN accepts a (C, H, W) image as unbatched input, then fails further on: the error says to add the batch axis."""
+    torch.manual_seed(0)
+    clf = TorchClassifier(SmallCNN(n_classes=3, width=4, feature_dim=8).eval())
+    image = np.random.default_rng(0).random((1, 28, 28), dtype=np.float32)
+    with pytest.raises(InputError, match=r"single example without its batch dimension \(shape \(1, 28, 28\)\).*X\[None\]"):
+        clf.features(image)
+    assert clf.features(image[None]).shape == (1, 8)
+    with pytest.raises(InputError, match="The network failed on a batch"):  # not one example either: no such claim
+        clf.features(image[0])
+    with pytest.raises(ModelError, match=r"in_features=3\. If `X` is a single example, add the batch dimension"):
+        TorchClassifier(ConvHead().eval()).features(np.ones((2, 6), dtype=np.float32))
+
+
+def test_read_only_inputs_and_data_frames_give_no_torch_warning():
+    """pandas' copy-on-write and memory maps give read-only arrays; they are read without torch's 'not writable' warning."""
+    import warnings
+
+    import pandas as pd
+
+    net, X = _mlp(), _inputs()
+    expected = TorchClassifier(net).features(X)
+    frozen = X.copy()
+    frozen.setflags(write=False)
+    y = np.arange(len(X)) % 3
+    y.setflags(write=False)
+    for given in (frozen, pd.DataFrame(X), {"x": frozen}):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            clf = TorchClassifier(net if not isinstance(given, dict) else _DictNet(net).eval())
+            np.testing.assert_allclose(clf.features(given), expected, rtol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rp.RPSL2(net).fit(pd.DataFrame(X), pd.Series(y)).explain(frozen[:2], top_k=2)
+
+
+class _DictNet(nn.Module):
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, batch):
+        return self.net(batch["x"])

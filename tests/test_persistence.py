@@ -13,6 +13,7 @@ from safetensors.numpy import load_file, save_file
 import representer
 from representer import RPSL2, Features, TorchClassifier, load
 from representer.errors import RepresenterError, StaleStateError
+from representer.methods.persistence import json_fingerprint
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +86,7 @@ def test_missing_folder_and_unknown_class(saved, digits_mlp, tmp_path):
     _, folder = saved
     config = json.loads((folder / "config.json").read_text())
     config["class"] = "NoSuchExplainer"
+    config["fingerprints"]["entries"]["class"] = json_fingerprint("NoSuchExplainer")  # as a newer version would write it
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "config.json").write_text(json.dumps(config))

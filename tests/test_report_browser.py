@@ -1,7 +1,7 @@
 """The HTML report in a real browser: headless Chromium loads it and the page is inspected.
 
 The browser is driven through chromedriver's W3C WebDriver HTTP API with the standard library only
-(no selenium): start a session, open the report as a ``file://`` URL, run JavaScript in the page,
+(no selenium, ``tests/browser.py``): open the report as a ``file://`` URL, run JavaScript in the page,
 read the browser's console log. Skipped when ``chromium`` / ``chromedriver`` are not installed
 (Debian: ``apt-get install chromium chromium-driver``; CI installs them in ``.ci/run``).
 
@@ -15,17 +15,10 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import socket
-import subprocess
-import time
-import urllib.error
-import urllib.request
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
+from browser import HAVE_BROWSER, NO_BROWSER, Browser, errors
 
 from representer.attribution import lrp_pair_relevance, sensitivity_maps
 from representer.debugging import find_label_issues
@@ -35,65 +28,10 @@ from representer.methods import RPSL2
 from representer.models import TorchClassifier
 from representer.report import ImageRenderer, Report, TableRenderer, TextRenderer
 
-CHROMIUM = shutil.which("chromium")
-CHROMEDRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or CHROMEDRIVER is None,
-    reason="headless Chromium is not installed (Debian: `apt-get install chromium chromium-driver`)",
-)
+pytestmark = pytest.mark.skipif(not HAVE_BROWSER, reason=NO_BROWSER)
 
 N_TRAIN, TOP_K, K_SHOWN, N_ISSUES = 300, 4, 3, 12
 DIGITS = tuple(f"digit-{c}" for c in range(10))
-
-
-# ---------------------------------------------------------------------------- a tiny WebDriver client
-class Browser:
-    """Headless Chromium behind chromedriver, spoken to over HTTP (W3C WebDriver + chromedriver's log endpoint)."""
-
-    def __init__(self, width: int = 1280, height: int = 1600):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.base = f"http://127.0.0.1:{port}"
-        self.driver = subprocess.Popen([CHROMEDRIVER, f"--port={port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                self._call("GET", "/status")
-                break
-            except (urllib.error.URLError, ConnectionError):
-                if time.monotonic() > deadline:
-                    self.driver.kill()
-                    raise
-                time.sleep(0.1)
-        options = {"binary": CHROMIUM, "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                                                f"--window-size={width},{height}"]}
-        capabilities = {"browserName": "chrome", "goog:chromeOptions": options, "goog:loggingPrefs": {"browser": "ALL"}}
-        self.session = self._call("POST", "/session", {"capabilities": {"alwaysMatch": capabilities}})["sessionId"]
-
-    def _call(self, method: str, path: str, body: dict | None = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.base + path, data=data, method=method, headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return json.loads(response.read())["value"]
-
-    def open(self, path: Path) -> None:
-        self._call("POST", f"/session/{self.session}/url", {"url": path.resolve().as_uri()})
-
-    def js(self, script: str) -> Any:
-        """Run ``script`` (a function body; ``return`` its result) in the page."""
-        return self._call("POST", f"/session/{self.session}/execute/sync", {"script": script, "args": []})
-
-    def console(self) -> list[dict]:
-        """Browser console entries since the last call (``level``, ``source``, ``message``)."""
-        return self._call("POST", f"/session/{self.session}/se/log", {"type": "browser"})
-
-    def close(self) -> None:
-        try:
-            self._call("DELETE", f"/session/{self.session}")
-        finally:
-            self.driver.terminate()
-            self.driver.wait(timeout=20)
 
 
 @pytest.fixture(scope="module")
@@ -178,17 +116,13 @@ return {
 @pytest.fixture(scope="module")
 def page(browser, built):
     browser.console()  # drop anything logged before
-    browser.open(built[0])
+    browser.open(built[0].resolve().as_uri())
     return browser.js(PROBE), browser.console()
-
-
-def _errors(log: list[dict]) -> list[dict]:
-    return [e for e in log if e["level"] in ("SEVERE", "WARNING")]
 
 
 def test_page_loads_without_console_errors_and_is_self_contained(page):
     probe, log = page
-    assert _errors(log) == []
+    assert errors(log) == []
     assert probe["title"] == "Browser check <report>"
     assert probe["scripts"] == 0 and probe["stylesheets"] == 0
     assert all(s.startswith("data:image/png;base64,") for s in probe["srcs"])
@@ -258,9 +192,9 @@ def test_the_browser_check_catches_an_external_resource(browser, tmp_path):
     """The checks above can fail: an external image is refused by the report's CSP and logged."""
     report = Report("leaky").add_section("Leak", '<img src="https://example.invalid/x.png" alt="x">')
     browser.console()
-    browser.open(report.write(tmp_path / "leaky.html"))
+    browser.open(report.write(tmp_path / "leaky.html").resolve().as_uri())
     loaded = browser.js("return Array.from(document.images).map(i => i.naturalWidth)")
     log = browser.console()
     assert loaded == [0]
-    assert any("Content Security Policy" in e["message"] for e in _errors(log)), log
+    assert any("Content Security Policy" in e["message"] for e in errors(log)), log
     assert re.search(r"example\.invalid", json.dumps(log))

@@ -290,3 +290,56 @@ def test_get_params_and_repr():
     params = explainer.get_params()
     assert params["lam"] == 0.01 and params["block_size"] == 7 and params["dtype"] == "float32"
     assert "lam=0.01" in repr(explainer)
+
+
+# ------------------------------------------------------------------ refit to the given labels (Eq. 3)
+def test_labels_refit_matches_an_independent_solution_and_ignores_the_given_head():
+    # Eq. (3): the student fits one-hot labels, so the given head only sets the starting point.
+    phi, model = _random_head(seed=5)
+    y = np.random.default_rng(6).integers(0, 4, size=len(phi))
+    explainer = RPSL2(model, refit="labels", dtype="float64").fit(phi, y)
+    phi_tilde = np.hstack([phi, np.ones((len(phi), 1))])
+    onehot = np.eye(4)[y]
+    fun = _independent_objective(phi_tilde, onehot, LAM)
+    reference = minimize(fun, np.zeros(4 * phi_tilde.shape[1]),
+                         jac=True, method="L-BFGS-B", options={"gtol": 1e-13, "ftol": 0, "maxiter": 20000})
+    np.testing.assert_allclose(explainer.theta_.ravel(), reference.x, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(explainer.teacher_, onehot)
+    p = softmax(phi_tilde @ explainer.theta_.T, axis=1)
+    rows = np.arange(len(y))
+    np.testing.assert_allclose(explainer.alpha_[rows, y], (1 - p[rows, y]) / (2 * LAM * len(y)), atol=1e-12)
+    np.testing.assert_allclose(explainer.alpha_.sum(axis=1), 0, atol=1e-12)
+    np.testing.assert_allclose(explainer.representer_weights(), explainer.theta_, atol=1e-8)
+    other = Features(-3 * model.weight, model.bias + 1)
+    np.testing.assert_allclose(RPSL2(other, refit="labels", dtype="float64").fit(phi, y).alpha_, explainer.alpha_, atol=1e-9)
+    assert explainer.fit_report_["refit"] == "labels"
+
+
+def test_labels_refit_is_sklearns_l2_logistic_regression():
+    # (1/n) Σ CE + λ‖Θ‖² = 2λ [C Σ CE + ½‖Θ‖²] with C = 1/(2λn): sklearn's multinomial logistic
+    # regression on [φ, 1] without a separate intercept has the same minimiser.
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(7)
+    phi = rng.normal(size=(80, 4))
+    y = (phi[:, 0] + 0.5 * rng.normal(size=80) > 0).astype(int) + (phi[:, 1] > 1)
+    explainer = RPSL2(Features(np.zeros((3, 4))), refit="labels", dtype="float64").fit(phi, y)
+    phi_tilde = np.hstack([phi, np.ones((80, 1))])
+    ref = LogisticRegression(C=1 / (2 * LAM * 80), fit_intercept=False, tol=1e-12, max_iter=10000).fit(phi_tilde, y)
+    np.testing.assert_allclose(explainer.theta_, ref.coef_, atol=1e-5)
+
+
+def test_labels_refit_on_a_binary_head_ranks_by_one_minus_the_label_probability():
+    rng = np.random.default_rng(8)
+    phi = rng.normal(size=(40, 3))
+    y = (phi[:, 0] > 0).astype(int)
+    y[:4] = 1 - y[:4]
+    explainer = RPSL2(Features(rng.normal(size=(1, 3)), rng.normal(size=1)), refit="labels", dtype="float64").fit(phi, y)
+    p1 = expit(np.hstack([phi, np.ones((40, 1))]) @ explainer.theta_[0])
+    p_label = np.where(y == 1, p1, 1 - p1)
+    np.testing.assert_allclose(explainer.self_influence(), (1 - p_label) / (2 * LAM * 40), atol=1e-12)
+
+
+def test_unknown_refit_is_named():
+    with pytest.raises(InputError, match="refit"):
+        RPSL2(Features(np.ones((3, 2))), refit="model").fit(np.ones((5, 2)), np.arange(5) % 3)

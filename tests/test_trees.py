@@ -214,21 +214,23 @@ def test_pandas_input_with_a_categorical_column(kind, features):
         assert model.booster_.dump_model()["pandas_categorical"], "the categorical column must reach lightgbm"
 
 
-def test_paper_features_are_sigmoid_of_tree_margins(fitted):
+def test_paper_features_are_centred_sigmoids_of_tree_margins(fitted):
     model, Xte = fitted("xgboost", "binary")
     paper = TreeEnsemble(model, features="paper")
     margins = TreeEnsemble(model).features(Xte)
-    np.testing.assert_allclose(paper.features(Xte), expit(margins), atol=1e-15)
+    np.testing.assert_allclose(paper.features(Xte), expit(margins) - 0.5, atol=1e-15)
     M = paper.n_trees
     np.testing.assert_array_equal(paper.weight, np.ones((1, M)))
-    np.testing.assert_array_equal(paper.bias, [-(M - 1) / 2])
+    np.testing.assert_array_equal(paper.bias, [0.0])
+    # the paper's head σ(f_m), bias −(M − 1)/2 is this one plus ½
+    np.testing.assert_allclose(paper.logits(Xte)[:, 0] + 0.5, expit(margins).sum(1) - (M - 1) / 2, atol=1e-12)
     assert not np.allclose(paper.logits(Xte), _raw_margin("xgboost", model, Xte), atol=1e-3), "paper head is not faithful"
 
 
 def test_paper_features_equal_single_tree_probabilities_at_base_score_half():
     Xtr, ytr, Xte = _split("binary")
     booster = xgb.train({"objective": "binary:logistic", "base_score": 0.5, "nthread": 1}, xgb.DMatrix(Xtr, label=ytr), 8)
-    phi = TreeEnsemble(booster, features="paper").features(Xte)
+    phi = TreeEnsemble(booster, features="paper").features(Xte) + 0.5
     reference = np.column_stack([booster.predict(xgb.DMatrix(Xte), iteration_range=(m, m + 1)) for m in range(8)])
     np.testing.assert_allclose(phi, reference, atol=1e-6)
 

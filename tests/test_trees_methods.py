@@ -247,3 +247,18 @@ def test_rps_l2_refuses_tree_ensembles_with_a_reason():
     booster = GradientBoostingClassifier(n_estimators=5, max_depth=2, random_state=0).fit(X, y)
     with pytest.raises(ModelError, match="does not apply to tree ensembles"):
         RPSL2(TreeEnsemble(booster)).fit(X, y)
+
+
+@pytest.mark.parametrize("features", ["margins", "paper"])
+def test_self_influence_does_not_depend_on_which_class_is_coded_one(features):
+    # Recoding the classes (y → 1 − y) with base_score 0.5 grows exactly negated trees; every head
+    # method's self-influence (its label-issue ranking) must come out the same.
+    X, y, _ = _data("binary")
+    params = {"n_estimators": 12, "max_depth": 3, "learning_rate": 0.1, "base_score": 0.5, "n_jobs": 1, "random_state": 0}
+    one = TreeEnsemble(xgb.XGBClassifier(**params).fit(X, y), features=features)
+    other = TreeEnsemble(xgb.XGBClassifier(**params).fit(X, 1 - y), features=features)
+    np.testing.assert_allclose(one.features(X) @ one.weight.T + one.bias, -(other.features(X) @ other.weight.T + other.bias), atol=1e-5)
+    for make in (lambda a: InfluenceFunction(a, hessian="exact", damping=1e-3), lambda a: RPSLJE(a, gamma=0.01),
+                 lambda a: RelatIF(a, kind="loss", hessian="exact", damping=1e-3)):
+        first, second = make(one).fit(X, y).self_influence(), make(other).fit(X, 1 - y).self_influence()
+        np.testing.assert_allclose(first, second, rtol=1e-4, atol=1e-9 * np.abs(first).max())

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from representer.errors import InputError
-from representer.zoo import MLP, BiLSTMClassifier, SmallCNN, predict_logits, train_classifier
+from representer.zoo import MLP, BasicConv, BiLSTMClassifier, SmallCNN, predict_logits, train_classifier
 
 
 def _blobs(n=240, d=6, k=3, seed=0):
@@ -33,6 +33,7 @@ def _text(n=160, seed=0):
         (lambda: MLP(64, n_classes=10), torch.rand(5, 1, 8, 8)),
         (lambda: SmallCNN(n_classes=10), torch.rand(5, 1, 28, 28)),
         (lambda: SmallCNN(n_classes=3, width=4, feature_dim=8, head_bias=False), torch.rand(5, 1, 8, 8)),
+        (lambda: BasicConv(n_classes=10, mean=0.3, std=0.4), torch.rand(5, 1, 28, 28)),
     ],
 )
 def test_forward_is_classifier_of_features(make, x):
@@ -42,6 +43,23 @@ def test_forward_is_classifier_of_features(make, x):
         phi = net.features(x)
         torch.testing.assert_close(net(x), phi @ net.classifier.weight.T + (0 if net.classifier.bias is None else net.classifier.bias))
     assert phi.shape == (5, net.classifier.in_features)
+
+
+def test_basic_conv_is_the_papers_network_and_standardises_its_input():
+    torch.manual_seed(0)
+    net = BasicConv(n_classes=10, mean=0.2860, std=0.3530).eval()
+    # conv 1→5→10→5 (3×3, bias), fc 2420→500→100 (bias), classifier 100→10 without bias (spec §4.6)
+    assert sum(p.numel() for p in net.parameters()) == (45 + 5) + (450 + 10) + (450 + 5) + (2420 * 500 + 500) + (500 * 100 + 100) + 1000
+    assert net.classifier.bias is None and net.classifier.in_features == 100
+    plain = BasicConv(n_classes=10).eval()
+    plain.load_state_dict(net.state_dict())
+    x = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), plain((x - 0.2860) / 0.3530))
+    with pytest.raises(InputError, match="std"):
+        BasicConv(std=0.0)
+    with pytest.raises(InputError, match="image_size"):
+        BasicConv(image_size=6)
 
 
 def test_bilstm_features_ignore_padding_and_match_unpadded_run():

@@ -1,58 +1,91 @@
 """representer: which training examples made a classifier predict this, and which labels are wrong.
 
 Sign and orientation conventions are documented once, in :mod:`representer.explanation`.
+
+The public names below are imported on first use (PEP 562), so ``import representer`` and the
+``representer`` command's ``--help`` do not pay for torch; ``rp.RPSL2`` imports what it needs.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from .debugging import LabelIssues, cumulative_attribution, find_label_issues  # noqa: E402
-from .errors import InputError, ModelError, NotFittedError, RepresenterError, StaleStateError  # noqa: E402
-from .explanation import Explanation, TopK  # noqa: E402
-from .methods import (  # noqa: E402
-    DualView,
-    RPSL2,
-    RPSLJE,
-    Explainer,
-    FeatureSimilarity,
-    FullModelInfluence,
-    FullModelRelatIF,
-    FullModelSimilarity,
-    GradientSimilarity,
-    InfluenceFunction,
-    RandomAttribution,
-    RelatIF,
-    TracInCP,
-    load,
-)
-from .models import ClassifierAdapter, Features, TorchClassifier, TreeEnsemble  # noqa: E402
+#: Public name → the submodule that defines it.
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(("Checkpoint", "CheckpointRecorder", "load_checkpoints"), "checkpoints"),
+    "ClassMapping": "classes",
+    **dict.fromkeys(("LabelIssues", "cumulative_attribution", "find_label_issues"), "debugging"),
+    **dict.fromkeys(
+        ("FileFormatError", "InputError", "ModelError", "NotFittedError", "OutputError", "RepresenterError",
+         "RepresenterWarning", "StaleStateError", "UntrustedCodeError"),
+        "errors",
+    ),
+    **dict.fromkeys(("Explanation", "TopK"), "explanation"),
+    **dict.fromkeys(
+        ("DualView", "RPSL2", "RPSLJE", "Explainer", "FeatureSimilarity", "FullModelInfluence", "FullModelRelatIF",
+         "FullModelSimilarity", "GradientSimilarity", "InfluenceFunction", "RandomAttribution", "RelatIF", "TracInCP",
+         "load"),
+        "methods",
+    ),
+    **dict.fromkeys(("ClassifierAdapter", "Features", "TorchClassifier", "TreeEnsemble"), "models"),
+}
 
-__all__ = [
-    "ClassifierAdapter",
-    "DualView",
-    "Explainer",
-    "Explanation",
-    "FeatureSimilarity",
-    "Features",
-    "FullModelInfluence",
-    "FullModelRelatIF",
-    "FullModelSimilarity",
-    "GradientSimilarity",
-    "InfluenceFunction",
-    "InputError",
-    "LabelIssues",
-    "ModelError",
-    "NotFittedError",
-    "RPSL2",
-    "RPSLJE",
-    "RandomAttribution",
-    "RelatIF",
-    "RepresenterError",
-    "StaleStateError",
-    "TopK",
-    "TorchClassifier",
-    "TracInCP",
-    "TreeEnsemble",
-    "cumulative_attribution",
-    "find_label_issues",
-    "load",
-]
+__all__ = sorted(_EXPORTS, key=lambda name: (name[0].islower(), name))
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name (or a submodule, ``rp.evaluation``) on first access and keep it."""
+    module = _EXPORTS.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
+    else:
+        try:
+            value = importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+if TYPE_CHECKING:  # what type checkers and IDEs see: the names above, imported eagerly
+    from .checkpoints import Checkpoint, CheckpointRecorder, load_checkpoints
+    from .classes import ClassMapping
+    from .debugging import LabelIssues, cumulative_attribution, find_label_issues
+    from .errors import (
+        FileFormatError,
+        InputError,
+        ModelError,
+        NotFittedError,
+        OutputError,
+        RepresenterError,
+        RepresenterWarning,
+        StaleStateError,
+        UntrustedCodeError,
+    )
+    from .explanation import Explanation, TopK
+    from .methods import (
+        RPSL2,
+        RPSLJE,
+        DualView,
+        Explainer,
+        FeatureSimilarity,
+        FullModelInfluence,
+        FullModelRelatIF,
+        FullModelSimilarity,
+        GradientSimilarity,
+        InfluenceFunction,
+        RandomAttribution,
+        RelatIF,
+        TracInCP,
+        load,
+    )
+    from .models import ClassifierAdapter, Features, TorchClassifier, TreeEnsemble

@@ -18,6 +18,11 @@ def as_float_array(x: Any, name: str, *, ndim: int | None = None, dtype=np.float
         arr = np.asarray(x, dtype=dtype)
     except (TypeError, ValueError) as exc:
         raise InputError(f"`{name}` must be numeric array-like; got {type(x).__name__} ({exc}).") from exc
+    if ndim == 2 and arr.ndim == 1:
+        raise InputError(
+            f"`{name}` must be 2-dimensional, one row each; got a 1-d array of shape {arr.shape}. Add the row axis "
+            "(`a[None]` for a single row)."
+        )
     if ndim is not None and arr.ndim != ndim:
         raise InputError(f"`{name}` must be {ndim}-dimensional; got shape {arr.shape}.")
     if arr.size == 0:
@@ -25,7 +30,7 @@ def as_float_array(x: Any, name: str, *, ndim: int | None = None, dtype=np.float
     if not np.all(np.isfinite(arr)):
         bad = int(np.size(arr) - np.isfinite(arr).sum())
         raise InputError(f"`{name}` contains {bad} NaN or infinite values; clean or impute them first.")
-    return arr
+    return np.ascontiguousarray(arr)
 
 
 def as_labels(y: Any, name: str, *, n: int | None = None, n_classes: int | None = None) -> np.ndarray:
@@ -51,6 +56,19 @@ def as_labels(y: Any, name: str, *, n: int | None = None, n_classes: int | None 
             f"labels must be integers in [0, {n_classes - 1}]."
         )
     return arr
+
+
+def to_tensor(array: Any) -> torch.Tensor:
+    """``array`` as a tensor that shares its memory where numpy allows; a read-only array is copied.
+
+    Read-only arrays are common (``DataFrame.to_numpy()`` under pandas' copy-on-write, memory maps,
+    ``np.frombuffer``); torch cannot wrap one without a "not writable" warning, so it gets its own copy.
+    Pass a batch, not a whole data set, to bound that copy.
+    """
+    if isinstance(array, torch.Tensor):
+        return array
+    array = np.asarray(array)
+    return torch.as_tensor(np.ascontiguousarray(array) if array.flags.writeable else np.array(array, order="C"))
 
 
 def check_positive(value: float, name: str, *, allow_zero: bool = False) -> float:

@@ -1,17 +1,25 @@
 """Data debugging: rank training points by how likely their label is wrong.
 
-Two rankings of a fitted explainer are offered:
+:func:`find_label_issues` takes either
 
-* ``"self_influence"`` — the method's own per-point score, :meth:`Explainer.self_influence`,
-  sorted descending (RPS-L2: ``|α_{i,y_i}|``; RPS-LJE: ``|w_iᵀφ_i|``; influence: ``g_iᵀH⁻¹g_i``).
-* ``"cumulative"`` — the global score of the DualView paper's label-poisoning metric, over a set of
-  test points ``X_test`` (each explained for ``target``, by default the predicted class)::
+* a **model** (``nn.Module``, :class:`~representer.TorchClassifier`, :class:`~representer.TreeEnsemble`,
+  a booster or :class:`~representer.Features`) with its training data, and optionally the
+  checkpoints of its training run: ``method="auto"`` (default) picks the route validated by the
+  label-issue benchmark for what it is given, and records which and why
+  (:mod:`representer.label_routes`; ``docs/label_issues.md``); or
+* a fitted **explainer**, ranked by its own score:
 
-      S_i = Σ_t |a(t, i)| / max_j |a(t, j)|
+  * ``"self_influence"`` — :meth:`Explainer.self_influence`, sorted descending (RPS-L2: ``|α_{i,y_i}|``;
+    RPS-LJE: ``|w_iᵀφ_i|``; influence: ``g_iᵀH⁻¹g_i``), ties broken by the explainer's
+    :meth:`~representer.methods.base.Explainer.ranking_tiebreak` when it has one;
+  * ``"cumulative"`` — the global score of the DualView paper's label-poisoning metric over test
+    points ``X_test`` (each explained for ``target``, by default the predicted class)::
 
-  i.e. the absolute attributions normalised per test row by the row's largest absolute value, then
-  summed over test points. Test rows whose attributions are all zero contribute nothing (the
-  reference code would divide by zero).
+        S_i = Σ_t |a(t, i)| / max_j |a(t, j)|
+
+    i.e. the absolute attributions normalised per test row by the row's largest absolute value,
+    then summed over test points. Test rows whose attributions are all zero contribute nothing
+    (the reference code would divide by zero).
 
 The cumulative score never holds the ``m × n`` attribution matrix. The engine yields it in blocks of
 (test batch × training block), and a row's maximum is known only after all its training blocks, so
@@ -19,48 +27,149 @@ the score is computed in two streamed passes over :meth:`Explainer.attribution_b
 keeps the per-row maxima ``M_t`` (``m`` numbers), the second accumulates ``Σ_t |a(t, i)| / M_t``
 into ``n`` numbers. Memory is ``O(m + n)`` plus one block; the compute is twice that of scoring
 (the training and test features are cached by the adapters, so they are computed once).
+
+Every ranking is a total order: ties in the score are broken by the route's secondary score, then
+by index.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from .errors import InputError
-from .evaluation.metrics import rank_by_score
 from .methods.base import Explainer
 
 Ranking = Literal["self_influence", "cumulative"]
 RANKINGS: tuple[str, ...] = ("self_influence", "cumulative")
+#: Share of training points sharing one score above which a ranking is reported as mostly tied.
+MOSTLY_TIED = 0.5
 
 
 @dataclass(frozen=True)
-class LabelIssues:
+class DetectionCurve:
+    """Fraction of corrupted points found (``found``) after inspecting ``inspected`` of the training set.
+
+    Both arrays have the same length; ``n_inspected`` holds the number of points inspected. Built by
+    :func:`representer.evaluation.metrics.detection_curve`, drawn by the report (so it lives here,
+    below both).
+    """
+
+    inspected: np.ndarray
+    found: np.ndarray
+    n_inspected: np.ndarray
+
+
+@dataclass(frozen=True)
+class LabelIssues(Sequence):
     """Training points ranked by suspicion, most suspicious first.
 
-    Attributes:
-        indices: training indices, most suspicious first (all ``n``, or the ``top`` requested).
-        scores: the ranking score of each of those points (descending).
-        ranking: ``"self_influence"`` or ``"cumulative"``.
-        given_labels: the training label the explainer was fitted with, for each of ``indices``.
+    A ``LabelIssues`` indexes, slices and iterates like its ``indices``: ``issues[:10]`` are the ten
+    most suspicious training indices, ``list(issues)`` all of them, ``np.asarray(issues)`` the array.
+
+    Attributes
+    ----------
+    indices : ndarray of shape (r,)
+        Training indices, most suspicious first (all ``n``, or the ``top`` requested).
+    scores : ndarray of shape (r,)
+        The ranking score of each of those points (descending; ties broken as described in
+        :mod:`representer.debugging`).
+    ranking : str
+        For an explainer, ``"self_influence"`` or ``"cumulative"``; for a model, the route.
+    given_labels : ndarray of shape (r,)
+        The training label of each of ``indices``.
+    method : str
+        What produced the ranking: a route of :mod:`representer.label_routes` (``"trajectory-loss"``,
+        ``"cross-fit"``, …) or the explainer's name.
+    reason : str
+        Why that method (for ``method="auto"``: why it was chosen), in words.
+    caveat : str or None
+        A warning in words when the ranking is known to be weak in this situation.
+    details : dict
+        What the route computed on the way (checkpoints, fitted fractions, fit reports).
     """
 
     indices: np.ndarray
     scores: np.ndarray
     ranking: str
     given_labels: np.ndarray
+    method: str = ""
+    reason: str = ""
+    caveat: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.indices.shape[0])
 
+    def __getitem__(self, item: Any) -> Any:
+        value = self.indices[item]
+        return int(value) if np.ndim(value) == 0 else value
+
+    def __iter__(self) -> Iterator[int]:
+        return (int(i) for i in self.indices)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return self.indices if dtype is None else self.indices.astype(dtype)
+
+    def __repr__(self) -> str:
+        head = ", ".join(str(int(i)) for i in self.indices[:5])
+        more = ", …" if len(self) > 5 else ""
+        return f"LabelIssues(method={self.method!r}, n={len(self)}, indices=[{head}{more}])"
+
+
+def _quantised(scores: np.ndarray) -> np.ndarray:
+    """``scores`` rounded to 1e-9 of their largest magnitude: values equal up to round-off tie."""
+    scores = np.asarray(scores, dtype=np.float64)
+    finite = np.isfinite(scores)
+    scale = float(np.abs(scores[finite]).max()) if finite.any() else 0.0
+    return np.where(finite, np.round(scores / scale, 9), scores) if scale > 0 else scores
+
+
+def rank_with_tiebreak(scores: np.ndarray, tiebreak: np.ndarray | None = None) -> np.ndarray:
+    """Indices by decreasing ``scores``, ties (equal to 1e-9 relative) by decreasing ``tiebreak``, then by index."""
+    scores = _quantised(scores)
+    index = np.arange(scores.shape[0])
+    if tiebreak is None:
+        return np.lexsort((index, -scores))
+    return np.lexsort((index, -np.asarray(tiebreak, dtype=np.float64), -scores))
+
+
+def _tie_share(scores: np.ndarray) -> float:
+    """Share of points holding the most common score value."""
+    _, counts = np.unique(_quantised(scores), return_counts=True)
+    return float(counts.max() / scores.shape[0])
+
 
 def cumulative_attribution(explainer: Explainer, X_test: Any, target: Any = "predicted", y: Any = None) -> np.ndarray:
-    """DualView's global score ``S_i = Σ_t |a(t, i)| / max_j |a(t, j)|`` over the rows of ``X_test``, ``(n,)``.
+    """DualView's global score ``S_i = Σ_t |a(t, i)| / max_j |a(t, j)|`` over the rows of ``X_test``.
 
     Computed in two streamed passes (row maxima, then the normalised sum); see the module docstring.
+
+    Parameters
+    ----------
+    explainer : Explainer
+        Fitted.
+    X_test : array, tensor, Dataset or DataLoader of m inputs
+        The points whose attributions are summed.
+    target : "predicted", "label", int, str or array-like of shape (m,), default "predicted"
+        The class each test point is explained for.
+    y : array-like of shape (m,), optional
+        Labels of ``X_test``, for ``target="label"``.
+
+    Returns
+    -------
+    ndarray of shape (n,)
+        ``S_i`` per training point, float64 (larger = more suspicious).
+
+    Raises
+    ------
+    NotFittedError
+        If ``explainer`` is not fitted.
     """
     maxima: dict[int, torch.Tensor] = {}
     for t0, _, block in explainer.attribution_blocks(X_test, target=target, y=y):
@@ -76,29 +185,118 @@ def cumulative_attribution(explainer: Explainer, X_test: Any, target: Any = "pre
 
 
 def find_label_issues(
-    explainer: Explainer,
+    model: Any,
+    X: Any = None,
+    y: Any = None,
     *,
+    checkpoints: Any = None,
+    learning_rates: Sequence[float] | None = None,
+    method: str = "auto",
+    params: Sequence[str] | None = None,
+    top: int | None = None,
     ranking: Ranking = "self_influence",
     X_test: Any = None,
     target: Any = "predicted",
-    top: int | None = None,
+    progress: bool | None = None,
+    seed: int = 0,
 ) -> LabelIssues:
-    """Rank the explainer's training points by how suspicious their label is.
+    """Rank training points by how likely their label is wrong, most suspicious first.
 
-    Args:
-        explainer: a fitted explainer (its training labels are the ones checked).
-        ranking: ``"self_influence"`` (no test data needed) or ``"cumulative"`` (DualView's
-            normalised cumulative attribution over ``X_test``).
-        X_test: test inputs for ``ranking="cumulative"``; not used by ``"self_influence"``.
-        target: the class explained for each test point (``"predicted"``, an int or an array).
-        top: keep only the ``top`` most suspicious points (default: all).
+    Two ways to call it::
 
-    Ties in the score keep the lower training index first.
+        issues = rp.find_label_issues(net.eval(), X_train, y_train, checkpoints="checkpoints")
+        issues = rp.find_label_issues(fitted_explainer)            # the explainer's own ranking
+
+    Parameters
+    ----------
+    model : nn.Module, ClassifierAdapter, booster or Explainer
+        An ``nn.Module`` (eval mode), :class:`~representer.TorchClassifier`,
+        :class:`~representer.TreeEnsemble`, an xgboost / lightgbm / scikit-learn booster or
+        :class:`~representer.Features`, with ``X`` and ``y``; or a fitted explainer alone.
+    X : array, tensor, Dataset or DataLoader of n inputs, optional
+        The training inputs (model calls).
+    y : array-like of shape (n,), optional
+        Their given, possibly wrong, labels (model calls).
+    checkpoints : str, Path or list, optional
+        The training trajectory of a network: a folder written by :class:`~representer.CheckpointRecorder`,
+        a list of :class:`~representer.Checkpoint`, or a list of state dicts in training order (with
+        ``learning_rates``, used by ``"tracin"``).
+    learning_rates : list of float, optional
+        The learning rate at each checkpoint, for ``"tracin"`` with state dicts.
+    method : str, default "auto"
+        ``"auto"`` (the validated route for what is given, see :mod:`representer.label_routes`) or a route
+        name: ``"trajectory-loss"``, ``"trajectory-margin"``, ``"tracin"``, ``"cross-fit"``, ``"loss"``,
+        ``"influence"``, ``"rps-l2"``, ``"rps-lje"``, ``"dualview"``.
+    params : list of str, optional
+        Layers for ``method="tracin"`` (default: the head, in closed form).
+    top : int, optional
+        Keep only the ``top`` most suspicious points (default: all).
+    ranking : {"self_influence", "cumulative"}, default "self_influence"
+        Explainer calls only: the explainer's own score (no test data), or DualView's normalised
+        cumulative attribution over ``X_test`` (:func:`cumulative_attribution`).
+    X_test : array-like of m inputs, optional
+        Explainer calls with ``ranking="cumulative"``.
+    target : "predicted", "label", int, str or array-like, default "predicted"
+        The class each test point is explained for (``ranking="cumulative"``).
+    progress : bool, optional
+        Progress bars for long steps (``None``: when standard error is a terminal).
+    seed : int, default 0
+        Seed of the cross-fit folds and DualView's solver.
+
+    Returns
+    -------
+    LabelIssues
+        Indices (iterating or slicing it gives them), scores, the given labels, and ``method`` /
+        ``reason`` / ``caveat`` saying what ranked them and how far to trust it.
+
+    Raises
+    ------
+    InputError
+        A bad ``top`` or ``method``, mismatched ``X`` / ``y``, arguments of the other call form, or
+        checkpoints that do not fit the network.
+    ModelError
+        A model that cannot be split into features and a linear head, or in training mode.
     """
+    if top is not None and (isinstance(top, bool) or int(top) != top or top < 1):
+        raise InputError(f"`top` must be a positive integer or None; got {top!r}.")
+    if isinstance(model, Explainer):
+        for name, value in (("X", X), ("y", y), ("checkpoints", checkpoints), ("learning_rates", learning_rates), ("params", params)):
+            if value is not None:
+                raise InputError(f"`{name}` is for ranking a model; a fitted explainer ranks the data it was fitted on.")
+        if method != "auto":
+            raise InputError("`method` chooses a route for a model; a fitted explainer ranks by `ranking=`.")
+        return _explainer_issues(model, ranking, X_test, target, top)
+    if X_test is not None or ranking != "self_influence":
+        raise InputError("`ranking` and `X_test` apply to a fitted explainer; for a model choose `method=`.")
+    if X is None or y is None:
+        raise InputError("Pass the training data: find_label_issues(model, X_train, y_train, ...).")
+    return _model_issues(model, X, y, checkpoints, learning_rates, method, params, top, progress, seed)
+
+
+def _model_issues(model: Any, X: Any, y: Any, checkpoints: Any, learning_rates: Any, method: str, params: Any,
+                  top: int | None, progress: bool | None, seed: int) -> LabelIssues:
+    from .label_routes import choose, resolve_inputs, run_route
+
+    inputs = resolve_inputs(model, X, y, checkpoints, learning_rates, params, progress, seed)
+    if method == "auto":
+        choice = choose(inputs)
+        chosen, reason, caveat = choice.method, choice.reason, choice.caveat
+    else:
+        chosen, reason, caveat = method, "requested", None
+    result = run_route(chosen, inputs)
+    if result.tiebreak is None and _tie_share(result.scores) > MOSTLY_TIED:
+        warnings.warn(
+            f"{100 * _tie_share(result.scores):.0f} % of the training points share one {chosen} score; they rank by index.",
+            RuntimeWarning, stacklevel=3,
+        )
+    return _issues(result.scores, result.tiebreak, inputs.y, top, ranking=chosen, method=chosen, reason=reason,
+                   caveat=caveat, details=result.details)
+
+
+def _explainer_issues(explainer: Explainer, ranking: str, X_test: Any, target: Any, top: int | None) -> LabelIssues:
     if ranking not in RANKINGS:
         raise InputError(f"`ranking` must be one of {RANKINGS}; got {ranking!r}.")
-    if top is not None and (int(top) != top or top < 1):
-        raise InputError(f"`top` must be a positive integer or None; got {top!r}.")
+    tiebreak = None
     if ranking == "cumulative":
         if X_test is None:
             raise InputError('`ranking="cumulative"` sums attributions over test points: pass them as `X_test=`.')
@@ -107,7 +305,23 @@ def find_label_issues(
         if X_test is not None:
             raise InputError('`X_test` is used only by `ranking="cumulative"`; drop it or choose that ranking.')
         scores = explainer.self_influence()
-    order = rank_by_score(scores)
+        tiebreak = explainer.ranking_tiebreak()
+        share = _tie_share(scores)
+        if share > MOSTLY_TIED:
+            hint = " Ties are broken by its secondary score." if tiebreak is not None else " Tied points keep index order."
+            warnings.warn(
+                f"{100 * share:.0f} % of the training points share one {explainer.name} self-influence value, so this "
+                f"ranking barely separates them.{hint}"
+                + (" For DualView, a larger C (about 60 / n) leaves most points off the bound." if explainer.name == "dualview" else ""),
+                RuntimeWarning, stacklevel=3,
+            )
+    return _issues(scores, tiebreak, np.asarray(explainer.y_), top, ranking=ranking, method=explainer.name,
+                   reason=f"{explainer.name} {ranking.replace('_', '-')}", caveat=None,
+                   details=dict(getattr(explainer, "fit_report_", {})))
+
+
+def _issues(scores: np.ndarray, tiebreak: np.ndarray | None, labels: np.ndarray, top: int | None, **record: Any) -> LabelIssues:
+    order = rank_with_tiebreak(scores, tiebreak)
     if top is not None:
         order = order[: int(top)]
-    return LabelIssues(indices=order, scores=scores[order], ranking=ranking, given_labels=np.asarray(explainer.y_)[order])
+    return LabelIssues(indices=order, scores=np.asarray(scores)[order], given_labels=labels[order], **record)

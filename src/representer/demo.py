@@ -1,15 +1,17 @@
-"""The end-to-end demo behind ``representer demo``: find flipped labels in Fashion-MNIST with RPS-L2.
+"""The end-to-end demo behind ``representer demo``: explain a CNN and find its flipped labels.
 
 1. Load the Fashion-MNIST subset shipped with the package (3,000 train / 1,000 test images).
 2. Flip a fraction of the training labels (seeded, :func:`~representer.evaluation.corruption.flip_labels`).
 3. Train :class:`~representer.zoo.SmallCNN` on the noisy labels with the seeded training loop
-   (Adam, learning rate 3e-3, batches of 64).
+   (Adam, learning rate 3e-3, batches of 64), recording checkpoints on the log schedule with
+   :class:`~representer.CheckpointRecorder` (into ``OUT/checkpoints``).
 4. Fit :class:`~representer.RPSL2` on the training set (with test-set fidelity in ``fit_report_``).
 5. Explain a few test images (target: the predicted class), correct and misclassified ones.
-6. Rank training labels with :func:`~representer.debugging.find_label_issues`: head influence
-   self-influence ``g_iᵀH⁻¹g_i`` (:class:`~representer.InfluenceFunction`, the list shown in the report),
-   RPS-L2's self-influence and DualView's cumulative attribution of RPS-L2 over the test set; compare
-   with the model's own loss on the given label and with a random inspection order.
+6. Rank training labels with :func:`~representer.find_label_issues` on the network and its
+   checkpoints (``method="auto"``: the list shown in the report, with the route and its reason);
+   compare with the other routes of a model (its final loss, head influence self-influence,
+   RPS-L2's Eq. (3) student), DualView's cumulative attribution of RPS-L2 over the test set, and a
+   random inspection order.
 7. Show where in the images two of the explanations come from: captum's LRP of each RPS-L2 pair score
    on the test and on the training image (the DualView × LRP view, seeded with RPS-L2's α; skipped
    without the ``attribution`` extra).
@@ -32,7 +34,9 @@ import numpy as np
 import torch
 
 from . import __version__
+from ._atomic import write_text
 from .datasets import TrainTestSplit, load_fashion_mnist_subset
+from .checkpoints import CheckpointRecorder
 from .debugging import LabelIssues, cumulative_attribution, find_label_issues
 from .errors import InputError
 from .evaluation.corruption import flip_labels
@@ -54,8 +58,9 @@ DEFAULT_EPOCHS = 6
 LEARNING_RATE = 3e-3
 BATCH_SIZE = 64
 CHECKPOINTS = (0.05, 0.10, 0.20)
+AUTO = "find_label_issues (auto: {method})"
 INFLUENCE = "influence self-influence"
-SELF_INFLUENCE = "RPS-L2 self-influence"
+SELF_INFLUENCE = "RPS-L2 |α_i,y_i| (Eq. 3 student)"
 CUMULATIVE = "RPS-L2 cumulative |attribution|"
 LOSS = "model loss on given label"
 RANDOM = "random (expected)"
@@ -86,11 +91,11 @@ def _subsample(data: TrainTestSplit, n_train: int, n_test: int, seed: int) -> Tr
     )
 
 
-def _train(X: np.ndarray, y: np.ndarray, n_classes: int, epochs: int, seed: int) -> torch.nn.Module:
+def _train(X: np.ndarray, y: np.ndarray, n_classes: int, epochs: int, seed: int, recorder: CheckpointRecorder) -> torch.nn.Module:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         net = SmallCNN(n_classes=n_classes)
-    return train_classifier(net, X, y, epochs=epochs, lr=LEARNING_RATE, batch_size=BATCH_SIZE, seed=seed)
+    return train_classifier(net, X, y, epochs=epochs, lr=LEARNING_RATE, batch_size=BATCH_SIZE, seed=seed, recorder=recorder)
 
 
 def _pick_test_points(pred: np.ndarray, y_test: np.ndarray, seed: int) -> np.ndarray:
@@ -99,6 +104,13 @@ def _pick_test_points(pred: np.ndarray, y_test: np.ndarray, seed: int) -> np.nda
     wrong = [int(t) for t in order if pred[t] != y_test[t]][: N_EXPLAINED // 2]
     right = [int(t) for t in order if pred[t] == y_test[t]][: N_EXPLAINED - len(wrong)]
     return np.array(right + wrong, dtype=np.int64)
+
+
+def _scores_in_index_order(issues: LabelIssues) -> np.ndarray:
+    """A score per training index that orders points as ``issues`` does (its rank, negated: ties stay broken)."""
+    order = np.empty(len(issues))
+    order[issues.indices] = -np.arange(len(issues), dtype=np.float64)
+    return order
 
 
 def _given_label_loss(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -184,7 +196,9 @@ def run_demo(
     lap("load_and_flip")
 
     step(f"Training SmallCNN for {epochs} epoch{'s' * (epochs != 1)} on {len(y_noisy)} images ({len(flipped)} labels flipped)")
-    net = _train(data.X_train, y_noisy, data.n_classes, epochs, seed)
+    out = Path(out_dir)
+    checkpoints = out / "checkpoints"
+    net = _train(data.X_train, y_noisy, data.n_classes, epochs, seed, CheckpointRecorder(checkpoints, overwrite=True))
     test_pred = predict_logits(net, data.X_test).argmax(1)
     train_logits = predict_logits(net, data.X_train)
     train_pred = train_logits.argmax(1)
@@ -197,11 +211,12 @@ def run_demo(
     step("Explaining test images and ranking suspicious training labels")
     rows = _pick_test_points(test_pred, data.y_test, seed)
     explanation = explainer.explain(data.X_test[rows], top_k=TOP_K, target="predicted")
+    issues = find_label_issues(net, data.X_train, y_noisy, checkpoints=checkpoints)
     influence = InfluenceFunction(explainer.model_, hessian="exact").fit(data.X_train, y_noisy)
-    issues = find_label_issues(influence, ranking="self_influence")
     scores = {
+        AUTO.format(method=issues.method): _scores_in_index_order(issues),
         INFLUENCE: influence.self_influence(),
-        SELF_INFLUENCE: explainer.self_influence(),
+        SELF_INFLUENCE: RPSL2(explainer.model_, refit="labels").fit(data.X_train, y_noisy).self_influence(),
         CUMULATIVE: cumulative_attribution(explainer, data.X_test),
         LOSS: _given_label_loss(train_logits, y_noisy),
     }
@@ -231,16 +246,17 @@ def run_demo(
             "flipped_points_fitted": float((train_pred[flipped] == y_noisy[flipped]).mean()),
         },
         "fidelity": {"train": explainer.fit_report_["train"], "test": explainer.fit_report_["eval"]},
+        "label_issues": {"method": issues.method, "reason": issues.reason, "caveat": issues.caveat,
+                         "checkpoints": issues.details.get("epochs")},
         "detection": _detection_summary(scores, mask),
     }
     run = _Run(data, y_noisy, flipped, train_pred, explainer, explanation, rows, issues, scores, summary, heatmaps, heatmap_rows)
-    out = Path(out_dir)
     report_path = _build_report(run).write(out / "report.html")
     lap("report")
     summary["seconds"] = timings
     summary["report"] = report_path.name
     summary_path = out / "summary.json"
-    summary_path.write_text(json.dumps(summary, indent=2))
+    write_text(summary_path, json.dumps(summary, indent=2))
     return DemoResult(report=report_path, summary_path=summary_path, summary=summary)
 
 
@@ -257,15 +273,13 @@ def _percent(value: float) -> str:
     return f"{100 * value:.1f}\u00a0%"
 
 
-_NOTE = """RPS-L2 explains the model through its last layer refitted with an L2 penalty to the model's own \
-probabilities, so a training point's score α depends on its label only through the column read off. Its \
-self-influence |α_i,y_i| is large for points whose given label the model has fitted but the smoother refit cannot: \
-it finds flipped labels after the network has memorised them (long training, as in the RPS and RPS-LJE papers). \
-A briefly trained network has not memorised them ({fitted} of the flipped points are predicted with their flipped \
-label here), so their α_i,y_i is small and the ranking puts them last. Influence self-influence g_iᵀH⁻¹g_i \
-(the head's per-example gradient of the loss on the given label, measured in the inverse Hessian's metric) needs no \
-memorisation: it is the list shown below. The model's own loss on the given label is shown as a reference; \
-DualView's cumulative attribution is the ranking of its label-poisoning benchmark."""
+_NOTE = """The list below is what find_label_issues gives for the network and the checkpoints recorded while it \
+trained (route {method}): {reason}.{caveat} A network trained until it fits its labels fits the flipped ones too, and \
+every ranking read off its final weights (its loss on the given label, influence self-influence g_iᵀH⁻¹g_i, RPS-L2's \
+|α_i,y_i| of an L2 student fitted to the given labels) then finds little more than that loss; the checkpoints keep \
+the epochs before memorisation. Here the network predicts {fitted} of the flipped points with their flipped label. \
+RPS-L2's cumulative |attribution| over the test set is DualView's label-poisoning score. docs/label_issues.md has the \
+benchmark behind the route, side by side with cleanlab."""
 
 
 def _build_report(run: _Run) -> Report:
@@ -298,12 +312,15 @@ def _build_report(run: _Run) -> Report:
     mask = corruption_mask(run.flipped, len(run.y_noisy))
     curves = {name: detection_curve(rank_by_score(values), mask) for name, values in run.scores.items()}
     report.add_curve(curves, title="Detection curve")
-    report.add_text(_NOTE.format(fitted=_percent(acc["flipped_points_fitted"])), title="Reading these rankings")
+    chosen = summary["label_issues"]
+    caveat = f" Caveat: {chosen['caveat']}." if chosen["caveat"] else ""
+    report.add_text(_NOTE.format(method=chosen["method"], reason=chosen["reason"], caveat=caveat,
+                                 fitted=_percent(acc["flipped_points_fitted"])), title="Reading these rankings")
     train_images = ImageRenderer(data.X_train, vmin=0.0, vmax=1.0)
     report.add_label_issues(
         run.issues, renderer=train_images, predictions=run.train_pred, flipped=run.flipped,
         original_labels=data.y_train, class_names=data.class_names,
-        title="Most suspicious training labels (influence self-influence)",
+        title=f"Most suspicious training labels (find_label_issues: {run.issues.method})",
     )
     report.add_explanations(
         run.explanation, test_items=ImageRenderer(data.X_test, vmin=0.0, vmax=1.0), train_items=train_images,

@@ -25,3 +25,19 @@ class ModelError(RepresenterError, ValueError):
 
 class StaleStateError(RepresenterError):
     """A saved explainer was loaded with a model or data that differs from the one it was fitted on."""
+
+
+class FileFormatError(RepresenterError, ValueError):
+    """A file cannot be read: damaged, truncated, not the format its name says, or from a newer representer."""
+
+
+class UntrustedCodeError(RepresenterError):
+    """A run folder names code that differs from, or lies elsewhere than, the code ``fit`` ran."""
+
+
+class OutputError(RepresenterError, OSError):
+    """An output could not be written (disk full, no permission); the previous file, if any, is intact."""
+
+
+class RepresenterWarning(UserWarning):
+    """Legal but degenerate input (one class, one sample, ``top_k`` above the training size …)."""

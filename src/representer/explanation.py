@@ -26,10 +26,17 @@ import numpy as np
 class TopK:
     """The ``k`` training points with the most extreme scores of one sign, per test point.
 
-    ``indices[t, j]`` is a training index and ``scores[t, j]`` its score. For excitatory points the
-    rows are sorted by decreasing score, for inhibitory points by increasing score (most negative
-    first). When fewer than ``k`` points have the sign in question, the remaining columns hold the
-    next points in that order, so check ``scores`` before calling a point excitatory.
+    For excitatory points the rows are sorted by decreasing score, for inhibitory points by
+    increasing score (most negative first). When fewer than ``k`` points have the sign in question,
+    the remaining columns hold the next points in that order, so check ``scores`` before calling a
+    point excitatory.
+
+    Attributes
+    ----------
+    indices : ndarray of shape (m, k)
+        ``indices[t, j]`` is a training index (int64).
+    scores : ndarray of shape (m, k)
+        Its score (test × train, positive = excitatory).
     """
 
     indices: np.ndarray
@@ -43,12 +50,18 @@ class TopK:
 class Explanation:
     """Top-k training points of both signs for each of ``m`` test points.
 
-    Attributes:
-        excitatory: the ``k`` largest scores per test point (helpful points).
-        inhibitory: the ``k`` smallest scores per test point (harmful points).
-        target: ``(m,)`` the class explained for each test point.
-        method: the explainer's name.
-        meta: free-form information (e.g. the top-k requested, the explainer parameters).
+    Attributes
+    ----------
+    excitatory : TopK
+        The ``k`` largest scores per test point (helpful points), ``(m, k)``.
+    inhibitory : TopK
+        The ``k`` smallest scores per test point (harmful points), ``(m, k)``.
+    target : ndarray of shape (m,)
+        The class explained for each test point.
+    method : str
+        The explainer's name.
+    meta : dict
+        Free-form information (e.g. the top-k requested, the explainer parameters).
     """
 
     excitatory: TopK
@@ -59,13 +72,21 @@ class Explanation:
 
     @property
     def top_k(self) -> int:
+        """``k``, the training points kept per sign."""
         return int(self.excitatory.indices.shape[1])
 
     def __len__(self) -> int:
         return int(self.target.shape[0])
 
     def to_dict(self) -> dict:
-        """A JSON-ready dictionary (lists of ints and floats)."""
+        """The explanation as plain lists, ready for ``json.dumps``.
+
+        Returns
+        -------
+        dict
+            ``method``, ``target`` (m ints), ``excitatory`` / ``inhibitory`` ``{"indices", "scores"}``
+            (m lists of k), and ``meta``.
+        """
         return {
             "method": self.method,
             "target": self.target.tolist(),

@@ -14,11 +14,17 @@ A parameter vector is ``vec(Θ)``, rows stacked: index ``k·D + j``. The per-exa
 ``g_i = vec(r_i φ̃_iᵀ) = r_i ⊗ φ̃_i`` and the (Gauss–Newton = true) Hessian of the mean loss is the
 Kronecker sum ``H = (1/n) Σ_i Λ_i ⊗ φ̃_i φ̃_iᵀ``. Everything here works on torch tensors so that it
 runs on CPU or CUDA; callers pass float64.
+
+Classes and head outputs: a binary head has one logit ``z`` for class 1 and ``−z`` for class 0;
+:func:`output_and_sign` and :func:`class_columns` map between the two (shared by the methods and
+the engine's index, which sit above this module).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import numpy as np
 import torch
 
 Tensor = torch.Tensor
@@ -199,3 +205,27 @@ def curvature_apply_batched(p: Tensor, vectors: Tensor) -> Tensor:
     pv = p @ vectors
     return p.unsqueeze(2) * vectors.unsqueeze(0) - p.unsqueeze(2) * pv.unsqueeze(1)
 
+
+# ---------------------------------------------------------------------- classes ↔ head outputs (binary heads)
+def output_and_sign(target: np.ndarray, n_outputs: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Head output index and sign per explained class.
+
+    Softmax heads: output ``c``, sign ``+1``. Binary (one-logit) heads: class 1 is ``+z`` and
+    class 0 is ``−z``, so the output is 0 and the sign is ``+1`` or ``−1``.
+    """
+    target = np.asarray(target, dtype=np.int64)
+    if n_outputs == 1:
+        return torch.zeros(len(target), dtype=torch.long), torch.as_tensor(np.where(target == 1, 1.0, -1.0))
+    return torch.as_tensor(target), torch.ones(len(target), dtype=torch.float64)
+
+
+def class_columns(per_output: np.ndarray, *, probabilities: bool = False) -> np.ndarray:
+    """Expand a ``(n, 1)`` per-output array of a binary head to ``(n, 2)`` per-class columns.
+
+    Coefficients of the class-0 logit ``−z`` are the negated class-1 ones; probabilities are
+    ``(1 − p, p)``. Softmax arrays ``(n, K ≥ 2)`` are returned unchanged.
+    """
+    if per_output.shape[1] != 1:
+        return per_output
+    col = per_output[:, 0]
+    return np.stack([1 - col, col] if probabilities else [-col, col], axis=1)

@@ -18,10 +18,13 @@ source                          what is read
 ==============================  ==================================================================
 
 Images become float32 arrays in ``[0, 1]`` of shape ``(N, 1, H, W)`` (grey) or ``(N, 3, H, W)``
-(colour, if the first image is colour); classes are the sorted folder names. Labels that are not
-integers (for example ``"cat"``) become class ids in the sorted order of the training labels.
-Training rows keep the order of the file (images: class folders sorted, then file names sorted), so
-a training index in an explanation points at :attr:`UserData.items` ``[index]``.
+(colour, if the first image is colour). Class folders and labels that are not integers (for example
+``"cat"``) are mapped to class ids by a :class:`~representer.ClassMapping`: the names given in
+``DataSpec.class_names`` (or a ``class_names`` array of the ``.npz``), else the sorted folder names /
+training labels, which the caller checks against the model's number of classes. An empty class
+folder still names a class. Training rows keep the order of the file (images: class folders sorted,
+then file names sorted), so a training index in an explanation points at :attr:`UserData.items`
+``[index]``. A file that cannot be parsed raises :class:`~representer.errors.InputError` naming it.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .classes import ClassMapping, read_labels
 from .errors import InputError
 
 DataKind = Literal["images", "table", "text", "array"]
@@ -53,6 +57,8 @@ class DataSpec:
         label_column: the label column of a CSV / Parquet table.
         feature_columns: the input columns of a table (default: all but the label column).
         text_column: the text column of a CSV / Parquet table of texts.
+        class_names: the name of each class in the order of the model's outputs; folders and
+            string labels are mapped by them (default: sorted folder names / training labels).
     """
 
     path: str
@@ -64,6 +70,7 @@ class DataSpec:
     label_column: str | None = None
     feature_columns: tuple[str, ...] | None = None
     text_column: str | None = None
+    class_names: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
@@ -71,15 +78,16 @@ class DataSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "DataSpec":
         data = dict(data)
-        if data.get("feature_columns") is not None:
-            data["feature_columns"] = tuple(data["feature_columns"])
+        for key in ("feature_columns", "class_names"):
+            if data.get(key) is not None:
+                data[key] = tuple(data[key])
         return cls(**data)
 
     def resolved(self) -> "DataSpec":
         """The same spec with absolute paths (so a run can be reloaded from any folder)."""
         absolute = {k: str(Path(v).expanduser().resolve()) for k in ("path", "test_path", "labels", "test_labels")
                     if (v := getattr(self, k)) is not None}
-        return DataSpec(**{**self.to_dict(), **absolute, "feature_columns": self.feature_columns})
+        return DataSpec.from_dict({**self.to_dict(), **absolute})
 
 
 @dataclass
@@ -98,13 +106,21 @@ class Split:
 
 @dataclass
 class UserData:
-    """A loaded dataset: training split, optional test split, class names and the kind of data."""
+    """A loaded dataset: training split, optional test split, class mapping and the kind of data.
+
+    ``classes`` is None for integer labels read without class names (the ids are the model's).
+    """
 
     kind: DataKind
     train: Split
     test: Split | None
-    class_names: tuple[str, ...] | None = None
+    classes: ClassMapping | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        """The class names, or None without a mapping."""
+        return None if self.classes is None else self.classes.names
 
     def split(self, name: str) -> Split:
         """``"train"`` or ``"test"``; a clear error if the test split is missing."""
@@ -122,9 +138,16 @@ class UserData:
 
 def load_data(spec: DataSpec) -> UserData:
     """Read the training (and test) data described by ``spec``."""
+    try:
+        return _load(spec)
+    except OSError as exc:  # a folder or file that cannot be listed or opened (permissions, I/O)
+        raise InputError(f"Cannot read {exc.filename or spec.path}: {exc.strerror or exc}.") from exc
+
+
+def _load(spec: DataSpec) -> UserData:
     path = _existing(spec.path, "--data")
     if path.is_dir():
-        return _load_image_folders(path, spec)
+        return _load_image_folders(path, spec, _given(spec))
     suffix = path.suffix.lower()
     if suffix == ".npz":
         return _load_npz(path, spec)
@@ -146,21 +169,18 @@ def _existing(value: str, option: str) -> Path:
     return path
 
 
-def _int_labels(values: Any, what: str, names: tuple[str, ...] | None) -> tuple[np.ndarray, tuple[str, ...] | None]:
-    """Labels as int64 class ids; non-integer labels are mapped through ``names`` (sorted labels of train)."""
-    arr = np.asarray(values)
-    if arr.ndim != 1:
-        raise InputError(f"{what} must be one label per row (1-D); got shape {arr.shape}.")
-    if arr.dtype.kind in "iu" or (arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))):
-        return arr.astype(np.int64), names
-    labels = arr.astype(str)
-    if names is None:
-        names = tuple(sorted(set(labels.tolist())))
-    lookup = {name: k for k, name in enumerate(names)}
-    unknown = sorted(set(labels.tolist()) - set(lookup))
-    if unknown:
-        raise InputError(f"{what} has labels not seen in the training data: {unknown[:5]}.")
-    return np.array([lookup[v] for v in labels], dtype=np.int64), names
+def _given(spec: DataSpec) -> ClassMapping | None:
+    return None if spec.class_names is None else ClassMapping(spec.class_names, "given")
+
+
+def _read(path: Path, what: str, reader: Any) -> Any:
+    """``reader(path)``; any failure to parse the file is an :class:`InputError` naming it."""
+    try:
+        return reader(path)
+    except InputError:
+        raise
+    except Exception as exc:  # numpy, pandas, pyarrow and zipfile raise many types for a damaged file
+        raise InputError(f"Cannot read {path} as {what} ({type(exc).__name__}: {str(exc)[:200]}); check the file, or rewrite it.") from exc
 
 
 def _check_rows(X: Any, y: np.ndarray, what: str) -> None:
@@ -182,64 +202,90 @@ def _array_display(X: np.ndarray) -> tuple[DataKind, Any]:
 def _array_split(X: np.ndarray, y: np.ndarray, what: str) -> tuple[DataKind, Split]:
     if X.dtype.kind not in "fiub":
         raise InputError(f"{what} must be numeric; got dtype {X.dtype}.")
+    if X.ndim == 0:
+        raise InputError(f"{what} is a single number, not an array of inputs with one row per example.")
     _check_rows(X, y, what)
     kind, display = _array_display(X)
     return kind, Split(X, y, [f"row {i}" for i in range(X.shape[0])], display)
 
 
 # ---------------------------------------------------------------------- .npz / .npy
-def _npz_arrays(path: Path, keys: tuple[str, str], option: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    with np.load(path, allow_pickle=False) as data:
-        missing = [k for k in keys if k not in data.files]
-        if missing:
-            raise InputError(
-                f"{path.name} has no array {missing[0]!r} (it has {sorted(data.files)}); name the arrays with "
-                f"--x-key/--y-key or save them as {keys[0]}/{keys[1]} ({option})."
-            )
-        names = data["class_names"] if "class_names" in data.files else None
-        return data[keys[0]], data[keys[1]], names
+def _npz_file(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` (no pickles)."""
+    def read(p: Path) -> dict[str, np.ndarray]:
+        with np.load(p, allow_pickle=False) as data:
+            if not hasattr(data, "files"):
+                raise InputError(f"{p} is a single .npy array, not an .npz archive; rename it to .npy and pass --labels.")
+            return {k: data[k] for k in data.files}
+
+    return _read(path, "an .npz archive", read)
+
+
+def _npz_arrays(arrays: dict[str, np.ndarray], path: Path, keys: tuple[str, str], option: str) -> tuple[np.ndarray, np.ndarray]:
+    missing = [k for k in keys if k not in arrays]
+    if missing:
+        raise InputError(
+            f"{path.name} has no array {missing[0]!r} (it has {sorted(arrays)}); name the arrays with "
+            f"--x-key/--y-key or save them as {keys[0]}/{keys[1]} ({option})."
+        )
+    return arrays[keys[0]], arrays[keys[1]]
+
+
+def _npz_classes(arrays: dict[str, np.ndarray], path: Path, given: ClassMapping | None) -> ClassMapping | None:
+    """``given``, else the archive's ``class_names`` array, else None."""
+    if given is not None or "class_names" not in arrays:
+        return given
+    names = arrays["class_names"]
+    if names.ndim != 1:
+        raise InputError(f"{path.name}['class_names'] must be a 1-d array of names; got shape {names.shape}.")
+    return ClassMapping(tuple(str(v) for v in names.tolist()), "given")
 
 
 def _load_npz(path: Path, spec: DataSpec) -> UserData:
     x_key, y_key = spec.x_key or "X_train", spec.y_key or "y_train"
-    X, y_raw, names = _npz_arrays(path, (x_key, y_key), "--data")
-    class_names = tuple(str(v) for v in names) if names is not None else None
-    y, class_names = _int_labels(y_raw, f"{path.name}[{y_key!r}]", class_names)
+    arrays = _npz_file(path)
+    X, y_raw = _npz_arrays(arrays, path, (x_key, y_key), "--data")
+    y, classes = read_labels(y_raw, f"{path.name}[{y_key!r}]", _npz_classes(arrays, path, _given(spec)))
     kind, train = _array_split(X, y, f"{path.name}[{x_key!r}]")
     test = None
     if spec.test_path is not None:
         tpath = _existing(spec.test_path, "--test-data")
-        if spec.x_key is None:
-            with np.load(tpath, allow_pickle=False) as data:
-                x_key, y_key = ("X_test", "y_test") if "X_test" in data.files else (x_key, y_key)
-        Xt, yt_raw, _ = _npz_arrays(tpath, (x_key, y_key), "--test-data")
-    elif spec.x_key is None:
-        with np.load(path, allow_pickle=False) as data:
-            has_test = "X_test" in data.files and "y_test" in data.files
-        Xt, yt_raw, _ = _npz_arrays(path, ("X_test", "y_test"), "--data") if has_test else (None, None, None)
+        test_arrays = _npz_file(tpath)
+        if spec.x_key is None and "X_test" in test_arrays:
+            x_key, y_key = "X_test", "y_test"
+        Xt, yt_raw = _npz_arrays(test_arrays, tpath, (x_key, y_key), "--test-data")
+    elif spec.x_key is None and "X_test" in arrays and "y_test" in arrays:
+        Xt, yt_raw = arrays["X_test"], arrays["y_test"]
     else:
         Xt = yt_raw = None
     if Xt is not None:
-        yt, class_names = _int_labels(yt_raw, "the test labels", class_names)
+        yt, classes = read_labels(yt_raw, "the test labels", classes)
         test = _array_split(Xt, yt, "the test inputs")[1]
-    return UserData(kind, train, test, class_names, {"source": str(path)})
+    return UserData(kind, train, test, classes, {"source": str(path)})
+
+
+def _npy_file(path: Path) -> np.ndarray:
+    return _read(path, "an .npy array (pickled object arrays are refused)", lambda p: np.load(p, allow_pickle=False))
 
 
 def _load_npy(path: Path, spec: DataSpec) -> UserData:
     def pair(x_path: Path, labels: str | None, option: str) -> tuple[np.ndarray, np.ndarray]:
         if labels is None:
             raise InputError(f"An .npy input file needs its labels as another .npy file: pass `{option}`.")
-        return np.load(x_path, allow_pickle=False), np.load(_existing(labels, option), allow_pickle=False)
+        X = _npy_file(x_path)
+        if not isinstance(X, np.ndarray):
+            raise InputError(f"{x_path} is an .npz archive, not an .npy array; rename it to .npz.")
+        return X, _npy_file(_existing(labels, option))
 
     X, y_raw = pair(path, spec.labels, "--labels")
-    y, names = _int_labels(y_raw, "--labels", None)
+    y, classes = read_labels(y_raw, "--labels", _given(spec))
     kind, train = _array_split(X, y, path.name)
     test = None
     if spec.test_path is not None:
         Xt, yt_raw = pair(_existing(spec.test_path, "--test-data"), spec.test_labels, "--test-labels")
-        yt, names = _int_labels(yt_raw, "--test-labels", names)
+        yt, classes = read_labels(yt_raw, "--test-labels", classes)
         test = _array_split(Xt, yt, "--test-data")[1]
-    return UserData(kind, train, test, names, {"source": str(path)})
+    return UserData(kind, train, test, classes, {"source": str(path)})
 
 
 # ---------------------------------------------------------------------- tables
@@ -249,14 +295,15 @@ def _read_table(path: Path) -> Any:
     except ModuleNotFoundError as exc:
         raise InputError("Reading CSV / Parquet needs pandas: `pip install 'representer[trees]'`.") from exc
     if path.suffix.lower() == ".csv":
-        return pd.read_csv(path)
+        return _read(path, "a CSV table", pd.read_csv)
     try:
-        return pd.read_parquet(path)
+        import pyarrow  # noqa: F401
     except ImportError as exc:
         raise InputError(f"Reading Parquet needs pyarrow: `pip install pyarrow` ({exc}).") from exc
+    return _read(path, "a Parquet table", pd.read_parquet)
 
 
-def _table_split(path: Path, spec: DataSpec, names: tuple[str, ...] | None, option: str) -> tuple[DataKind, Split, Any]:
+def _table_split(path: Path, spec: DataSpec, classes: ClassMapping | None, option: str) -> tuple[DataKind, Split, Any]:
     frame = _read_table(path)
     if spec.label_column is None:
         raise InputError(f"A table needs its label column: pass `--label-column` (columns of {path.name}: {list(frame.columns)}).")
@@ -264,11 +311,13 @@ def _table_split(path: Path, spec: DataSpec, names: tuple[str, ...] | None, opti
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
         raise InputError(f"{path.name} ({option}) has no column {missing[0]!r}; its columns are {list(frame.columns)}.")
-    y, names = _int_labels(frame[spec.label_column].to_numpy(), f"{path.name}[{spec.label_column!r}]", names)
+    if len(frame) == 0:
+        raise InputError(f"{path.name} ({option}) has no rows.")
+    y, classes = read_labels(frame[spec.label_column].to_numpy(), f"{path.name}[{spec.label_column!r}]", classes)
     items = [f"row {i}" for i in range(len(frame))]
     if spec.text_column is not None:
         texts = frame[spec.text_column].astype(str).tolist()
-        return "text", Split(texts, y, items, texts), names
+        return "text", Split(texts, y, items, texts), classes
     columns = list(spec.feature_columns) if spec.feature_columns else [c for c in frame.columns if c != spec.label_column]
     inputs = frame[columns]
     bad = [c for c in columns if inputs[c].dtype.kind not in "fiub"]
@@ -279,15 +328,15 @@ def _table_split(path: Path, spec: DataSpec, names: tuple[str, ...] | None, opti
         )
     X = inputs.to_numpy(dtype=np.float32)
     _check_rows(X, y, path.name)
-    return "table", Split(X, y, items, inputs.to_dict("records")), names
+    return "table", Split(X, y, items, inputs.to_dict("records")), classes
 
 
 def _load_table(path: Path, spec: DataSpec) -> UserData:
-    kind, train, names = _table_split(path, spec, None, "--data")
+    kind, train, classes = _table_split(path, spec, _given(spec), "--data")
     test = None
     if spec.test_path is not None:
-        _, test, names = _table_split(_existing(spec.test_path, "--test-data"), spec, names, "--test-data")
-    return UserData(kind, train, test, names, {"source": str(path)})
+        _, test, classes = _table_split(_existing(spec.test_path, "--test-data"), spec, classes, "--test-data")
+    return UserData(kind, train, test, classes, {"source": str(path)})
 
 
 # ---------------------------------------------------------------------- image folders
@@ -298,59 +347,67 @@ def _class_folders(root: Path) -> list[Path]:
     return folders
 
 
-def _read_image(path: Path, grey: bool) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+def _open_image(path: Path) -> Any:
+    """The decoded image at ``path``; a file PIL cannot decode is an :class:`InputError` naming it."""
+    from PIL import Image
+
+    def read(p: Path) -> Any:
+        with Image.open(p) as image:
+            image.load()
+            return image.copy()
 
     try:
-        with Image.open(path) as image:
-            pixels = np.asarray(image.convert("L" if grey else "RGB"), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(f"Cannot read the image {path}: {exc}.") from exc
+        return read(path)
+    except Exception as exc:  # UnidentifiedImageError, OSError (truncated), DecompressionBombError …
+        raise InputError(
+            f"Cannot read the image {path} ({type(exc).__name__}: {exc}); remove it from the class folder or re-save it."
+        ) from exc
+
+
+def _pixels(image: Any, grey: bool) -> np.ndarray:
+    pixels = np.asarray(image.convert("L" if grey else "RGB"), dtype=np.float32) / 255.0
     return pixels[None] if grey else np.moveaxis(pixels, -1, 0)
 
 
-def _is_grey(path: Path) -> bool:
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return image.mode in ("1", "L", "LA", "I", "I;16", "F")
-
-
-def _image_split(root: Path, names: tuple[str, ...] | None, grey: bool | None) -> tuple[Split, tuple[str, ...], bool]:
+def _image_split(root: Path, classes: ClassMapping | None, grey: bool | None) -> tuple[Split, ClassMapping, bool]:
     folders = _class_folders(root)
-    found = tuple(p.name for p in folders)
-    names = found if names is None else names
-    unknown = sorted(set(found) - set(names))
+    if classes is None:
+        classes = ClassMapping.sorted_labels(p.name for p in folders)
+    unknown = sorted(p.name for p in folders if p.name not in classes.names)
     if unknown:
-        raise InputError(f"{root} has class folders {unknown} that the training data does not have ({list(names)}).")
+        raise InputError(
+            f"{root} has class folders {unknown[:5]} that are not class names ({list(classes.names)[:10]}); rename them, "
+            "or pass every class name in the order of the model's outputs with --class-names."
+        )
     files: list[tuple[Path, int]] = []
     for folder in folders:
         found_here = [f for f in sorted(folder.iterdir()) if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
-        if not found_here:
-            raise InputError(
-                f"The class folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); put each class's images "
-                "directly in its folder (no sub-folders), or remove the folder."
-            )
-        files += [(f, names.index(folder.name)) for f in found_here]
-    grey = _is_grey(files[0][0]) if grey is None else grey
-    images = [_read_image(f, grey) for f, _ in files]
+        files += [(f, classes.names.index(folder.name)) for f in found_here]
+    if not files:
+        raise InputError(
+            f"The class folders of {root} hold no images ({', '.join(IMAGE_SUFFIXES)}); put each class's images "
+            "directly in its folder (no sub-folders)."
+        )
+    if grey is None:
+        grey = _open_image(files[0][0]).mode in ("1", "L", "LA", "I", "I;16", "F")
+    images = [_pixels(_open_image(f), grey) for f, _ in files]
     shapes = {im.shape for im in images}
     if len(shapes) > 1:
         raise InputError(f"The images in {root} have different sizes {sorted(shapes)[:3]}; resize them to one size first.")
     X = np.stack(images)
     y = np.array([label for _, label in files], dtype=np.int64)
-    return Split(X, y, [str(f.relative_to(root)) for f, _ in files], X), names, grey
+    return Split(X, y, [str(f.relative_to(root)) for f, _ in files], X), classes, grey
 
 
-def _load_image_folders(root: Path, spec: DataSpec) -> UserData:
+def _load_image_folders(root: Path, spec: DataSpec, given: ClassMapping | None) -> UserData:
     nested = (root / "train").is_dir() and (root / "test").is_dir() and spec.test_path is None
-    train, names, grey = _image_split(root / "train" if nested else root, None, None)
+    train, classes, grey = _image_split(root / "train" if nested else root, given, None)
     test = None
     if nested:
-        test = _image_split(root / "test", names, grey)[0]
+        test = _image_split(root / "test", classes, grey)[0]
     elif spec.test_path is not None:
         test_root = _existing(spec.test_path, "--test-data")
         if not test_root.is_dir():
             raise InputError(f"The training data is a folder of images, so `--test-data` must be one too; got {test_root}.")
-        test = _image_split(test_root, names, grey)[0]
-    return UserData("images", train, test, names, {"source": str(root)})
+        test = _image_split(test_root, classes, grey)[0]
+    return UserData("images", train, test, classes, {"source": str(root)})

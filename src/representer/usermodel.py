@@ -17,20 +17,31 @@ to what the network's forward takes (an array of token ids, or a dict of arrays 
 
 Modules named ``package.module`` are imported with ``search_path`` (the folder ``fit`` ran in) first
 on ``sys.path``, as ``python -m`` would.
+
+Trust: importing a module runs its code. ``fit`` records, in ``ModelSpec.code``, the SHA-256 of every
+file that importing the model's and the encoder's entry points executes (the ``.py`` file, or the
+module and its packages' ``__init__.py``), found without running anything. :func:`load_model`
+refuses (:class:`~representer.errors.UntrustedCodeError`) to import a file that is not among them
+or whose hash changed, unless ``trust_code=True`` (``--trust-code``). The check covers those files
+only, not the modules they import in turn, and it cannot vouch for a run folder written by someone
+else: the recorded hashes are in that folder too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
-import inspect
+import importlib.machinery
 import importlib.util
+import inspect
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from .errors import InputError, UntrustedCodeError
 from .models import ClassifierAdapter, TorchClassifier, TreeEnsemble
 
 TREE_SUFFIXES = {".json": "xgboost", ".ubj": "xgboost", ".txt": "lightgbm"}
@@ -47,6 +58,7 @@ class ModelSpec:
     tree_features: str = "margins"
     encoder: str | None = None
     search_path: str | None = None
+    code: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,7 +76,48 @@ class ModelSpec:
             tree_features=self.tree_features,
             encoder=_resolve_source(self.encoder) if self.encoder else None,
             search_path=self.search_path or str(Path.cwd()),
+            code=self.code,
         )
+
+    def check_files(self) -> None:
+        """Refuse a missing ``--weights`` file or tree model file now, before any data are read.
+
+        (Missing ``.py`` entry points are refused by :meth:`code_files`.)
+        """
+        if self.weights is not None and not Path(self.weights).is_file():
+            raise InputError(f"`--weights`: the file {self.weights} does not exist.")
+        if _is_tree_file(self.source) and not Path(self.source).is_file():
+            raise InputError(f"`--model`: the file {self.source} does not exist.")
+
+    def code_files(self) -> list[Path]:
+        """The files importing the model's and the encoder's entry points executes (found without running them)."""
+        files = _entry_point_files(self.source, self.search_path, "--model") if not _is_tree_file(self.source) else []
+        if self.encoder:
+            files += _entry_point_files(self.encoder, self.search_path, "--encoder")
+        return list(dict.fromkeys(files))
+
+    def with_code(self) -> "ModelSpec":
+        """The same spec with ``code``: the SHA-256 of each of :meth:`code_files`."""
+        return ModelSpec(**{**self.to_dict(), "code": {str(f): _sha256(f) for f in self.code_files()}})
+
+    def check_code(self) -> None:
+        """Refuse code that lies outside the files recorded at ``fit``, or whose hash changed since."""
+        if self.code is None:
+            raise UntrustedCodeError(
+                "The run records no hashes of the model's code, so it cannot be checked; pass --trust-code if you "
+                "trust the code it names, or fit the run again."
+            )
+        for file in self.code_files():
+            if str(file) not in self.code:
+                raise UntrustedCodeError(
+                    f"Loading the model would run {file}, which is not code that `representer fit` ran "
+                    f"({', '.join(self.code) or 'none'}). Only open run folders you trust; if you trust this code, pass --trust-code."
+                )
+            if _sha256(file) != self.code[str(file)]:
+                raise UntrustedCodeError(
+                    f"{file} changed since `representer fit` (its SHA-256 differs), so the model it builds may differ "
+                    "from the one explained. Fit the run again, or pass --trust-code if you trust the change."
+                )
 
 
 @dataclass
@@ -82,14 +135,16 @@ class UserModel:
                     "The data are texts, but the model has no encoder: pass `--encoder module:encode`, a function "
                     "mapping a list of strings to the network's input (token ids, or a dict of arrays)."
                 )
-            return self.encoder(X)
+            with _user_code("`--encoder`"):
+                return self.encoder(X)
         return X
 
 
-def load_model(spec: ModelSpec) -> UserModel:
-    """Build the model named by ``spec`` (see the module docstring)."""
-    suffix = Path(spec.source).suffix.lower()
-    if suffix in TREE_SUFFIXES and ":" not in Path(spec.source).name:
+def load_model(spec: ModelSpec, *, trust_code: bool = False) -> UserModel:
+    """Build the model named by ``spec`` (see the module docstring); the code is checked unless ``trust_code``."""
+    if not trust_code:
+        spec.check_code()
+    if _is_tree_file(spec.source):
         if spec.weights is not None:
             raise InputError("`--weights` is for PyTorch entry points; a tree model file holds its own weights.")
         return UserModel(TreeEnsemble(_load_booster(spec.source), features=spec.tree_features))  # type: ignore[arg-type]
@@ -102,6 +157,48 @@ def load_model(spec: ModelSpec) -> UserModel:
 
 
 # ---------------------------------------------------------------------- entry points
+def _is_tree_file(source: str) -> bool:
+    return Path(source).suffix.lower() in TREE_SUFFIXES and ":" not in Path(source).name
+
+
+def _sha256(file: Path) -> str:
+    with open(file, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _entry_point_files(ref: str, search_path: str | None, option: str) -> list[Path]:
+    """The source files importing the module of ``ref`` executes: the file, or the module and its packages."""
+    module_name, _ = _split_entry_point(ref, option)
+    if module_name.endswith(".py"):
+        path = Path(module_name)
+        if not path.is_file():
+            raise InputError(f"`{option}`: the file {path} does not exist.")
+        return [path.resolve()]
+    files: list[Path] = []
+    path: list[str] | None = [search_path, *sys.path] if search_path else list(sys.path)
+    parts = module_name.split(".")
+    for depth in range(1, len(parts) + 1):
+        name = ".".join(parts[:depth])
+        loaded = sys.modules.get(name)
+        if loaded is not None:
+            origin, locations = getattr(loaded, "__file__", None), getattr(loaded, "__path__", None)
+        else:
+            spec = importlib.machinery.PathFinder.find_spec(name, path)
+            if spec is None:
+                raise InputError(
+                    f"`{option}`: cannot import {name!r} (no such module on the search path); run from the folder that "
+                    "holds it, install it, or name the file instead (path/to/file.py:function)."
+                )
+            origin = spec.origin if spec.has_location else None
+            locations = spec.submodule_search_locations
+        if origin:
+            files.append(Path(origin).resolve())
+        path = list(locations) if locations is not None else None
+        if path is None and depth < len(parts):
+            raise InputError(f"`{option}`: {name!r} is a module, not a package, so it has no {parts[depth]!r}.")
+    return files
+
+
 def _split_entry_point(ref: str, option: str) -> tuple[str, str]:
     module, sep, name = ref.rpartition(":")
     if not sep or not module or not name.isidentifier():
@@ -131,17 +228,21 @@ def load_entry_point(ref: str, search_path: str | None = None, option: str = "--
             raise InputError(f"`{option}`: the file {path} does not exist.")
         spec = importlib.util.spec_from_file_location(f"_representer_user_{path.stem}", path)
         module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
+        with _user_code(f"`{option}`: running {path}"):
+            spec.loader.exec_module(module)  # type: ignore[union-attr]
     else:
         if search_path and search_path not in sys.path:
             sys.path.insert(0, search_path)
         try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
+            with _user_code(f"`{option}`: importing {module_name}"):
+                module = importlib.import_module(module_name)
+        except InputError as exc:
+            if not isinstance(exc.__cause__, ModuleNotFoundError):
+                raise
             raise InputError(
-                f"`{option}`: cannot import {module_name!r} ({exc}); run from the folder that holds it, install it, "
-                "or name the file instead (path/to/file.py:function)."
-            ) from exc
+                f"`{option}`: cannot import {module_name!r} ({exc.__cause__}); run from the folder that holds it, install "
+                "it, or name the file instead (path/to/file.py:function)."
+            ) from exc.__cause__
     if not hasattr(module, name):
         public = sorted(n for n in vars(module) if not n.startswith("_") and callable(getattr(module, n)))
         raise InputError(f"`{option}`: {module_name} has no {name!r} (its callables: {public[:10]}).")
@@ -163,10 +264,20 @@ def build_network(ref: str, search_path: str | None = None) -> Any:
         required = []
     if required:
         raise InputError(f"`--model`: {ref} must take no arguments, but it requires {required}; wrap it in a function that does.")
-    net = build()
+    with _user_code(f"`--model`: {ref}()"):
+        net = build()
     if not isinstance(net, nn.Module):
         raise InputError(f"`--model`: {ref} returned a {type(net).__name__}, not a torch.nn.Module.")
     return net
+
+
+@contextmanager
+def _user_code(what: str) -> Iterator[None]:
+    """Report an exception raised by the user's own code as one :class:`InputError` naming where it came from."""
+    try:
+        yield
+    except Exception as exc:  # anything the user's module or function raises
+        raise InputError(f"{what} raised {type(exc).__name__}: {exc}").with_traceback(None) from exc
 
 
 # ---------------------------------------------------------------------- weights
@@ -180,7 +291,13 @@ def read_state_dict(path: str) -> dict[str, Any]:
     if file.suffix.lower() == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(file))
+        try:
+            return load_file(str(file))
+        except Exception as exc:  # SafetensorError and others for a damaged or non-safetensors file
+            raise InputError(
+                f"`--weights`: cannot read {file.name} as safetensors ({type(exc).__name__}: {exc}). Save the state dict "
+                "with safetensors.torch.save_file(net.state_dict(), path)."
+            ) from exc
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a file it cannot unpickle safely

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..methods.base import Explainer
-from ..methods.common import class_columns
+from ..head import class_columns
 
 Seed = Literal["standardized", "raw"]
 

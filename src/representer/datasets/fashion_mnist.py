@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._atomic import atomic_open
 from ..errors import InputError, RepresenterError
 from ._split import TrainTestSplit, images_to_float
 from .download import cache_dir as resolve_cache_dir
@@ -177,18 +178,18 @@ def build_subset(
     rng = np.random.default_rng(seed)
     train_index = _balanced_indices(y_train, n_train_per_class, rng)
     test_index = _balanced_indices(y_test, n_test_per_class, rng)
-    out = Path(out)
-    np.savez_compressed(
-        out,
-        X_train=X_train[train_index],
-        y_train=y_train[train_index],
-        X_test=X_test[test_index],
-        y_test=y_test[test_index],
-        train_index=train_index,
-        test_index=test_index,
-        seed=np.int64(seed),
-    )
-    return out
+    with atomic_open(out, "wb") as handle:
+        np.savez_compressed(
+            handle,
+            X_train=X_train[train_index],
+            y_train=y_train[train_index],
+            X_test=X_test[test_index],
+            y_test=y_test[test_index],
+            train_index=train_index,
+            test_index=test_index,
+            seed=np.int64(seed),
+        )
+    return Path(out)
 
 
 def load_fashion_mnist_subset() -> TrainTestSplit:

@@ -14,7 +14,8 @@ returns what its single-process counterpart returns.
   of the shard. Only ``(K, D+1)`` matrices (or one ``K(D+1)`` square) travel.
 * :func:`solve_rps_l2` — RPS-L2's refit ``min_Θ F(Θ) + λ‖Θ‖²`` by :func:`~representer.solvers.newton.newton_cg`
   on the driver over a :class:`ShardedHead`; ``α_i = −(p_i − q_i)/(2λn)`` is computed per shard.
-  :func:`fit_rps_l2_distributed` fits a :class:`~representer.RPSL2` this way.
+  :func:`representer.methods.distributed.fit_rps_l2_distributed` fits a :class:`~representer.RPSL2`
+  this way (the explainer's side lives with the explainers, so that the engine imports none of them).
 * :func:`distributed_top_k` — each task scores one row range of the explainer's kernel with the
   engine and returns its local top-k of both signs; the driver merges them (a global top-k is a
   top-k of the shards' top-k).
@@ -36,7 +37,7 @@ import numpy as np
 import torch
 
 from .. import head as hm
-from .._validation import as_labels, check_positive
+from .._validation import check_positive
 from ..errors import InputError, RepresenterError
 from ..explanation import Explanation, TopK
 from ..solvers.newton import NewtonResult, newton_cg
@@ -46,7 +47,8 @@ from .scoring import top_k as engine_top_k
 from .store import kernel_rows
 
 
-def _ray():
+def ray_module():
+    """The ``ray`` module, or a clear error naming the extra to install."""
     try:
         import ray
     except ImportError as exc:
@@ -84,7 +86,7 @@ def feature_shards(adapter: Any, X: Any, n_shards: int, *, max_retries: int = 3)
     """
     from ..models import as_adapter
 
-    ray = _ray()
+    ray = ray_module()
     adapter = as_adapter(adapter)
     task = ray.remote(max_retries=_check_retries(max_retries, "max_retries"))(_features_task)
     adapter_ref = ray.put(adapter)
@@ -93,7 +95,7 @@ def feature_shards(adapter: Any, X: Any, n_shards: int, *, max_retries: int = 3)
 
 def distributed_features(adapter: Any, X: Any, n_shards: int, *, max_retries: int = 3) -> np.ndarray:
     """``adapter.features(X)`` computed shard by shard on Ray workers, ``(n, D)`` float64."""
-    ray = _ray()
+    ray = ray_module()
     return np.concatenate(ray.get(feature_shards(adapter, X, n_shards, max_retries=max_retries)))
 
 
@@ -147,7 +149,7 @@ class ShardedHead:
     """
 
     def __init__(self, shards: Sequence[Any], theta_teacher: Any, *, max_restarts: int = 1) -> None:
-        ray = _ray()
+        ray = ray_module()
         if len(shards) == 0:
             raise InputError("`shards` is empty; pass the feature rows of at least one shard.")
         self._ray = ray
@@ -163,7 +165,7 @@ class ShardedHead:
     @classmethod
     def from_features(cls, phi: np.ndarray, theta_teacher: Any, n_shards: int, **options: Any) -> "ShardedHead":
         """Shard an in-memory ``(n, D)`` feature matrix into ``n_shards`` row ranges."""
-        ray = _ray()
+        ray = ray_module()
         return cls([ray.put(np.ascontiguousarray(phi[a:b])) for a, b in shard_bounds(len(phi), n_shards)], theta_teacher, **options)
 
     def _sum(self, method: str, *args: Any) -> Any:
@@ -242,44 +244,6 @@ def solve_rps_l2(head: ShardedHead, lam: float = 0.003, *, tol: float = 1e-10, m
     return RPSL2Solution(alpha.numpy(), result.x.numpy(), head.teacher().numpy(), result)
 
 
-def fit_rps_l2_distributed(explainer: Any, X: Any, y: Any, *, n_shards: int, max_retries: int = 3) -> Any:
-    """Fit a :class:`~representer.RPSL2` like ``explainer.fit(X, y)``, with features and refit on Ray.
-
-    Features are extracted per shard by Ray tasks and stay in the object store; the head actors
-    read them there, and the driver runs Newton–CG on reductions. The features are then gathered
-    once for the in-memory scoring kernel (use a :class:`~representer.engine.store.FactorStore`
-    for training sets larger than memory). Returns ``explainer``, fitted.
-    """
-    from ..methods.rps_l2 import RPSL2
-    from ..models import as_adapter
-
-    if not isinstance(explainer, RPSL2):
-        raise InputError(f"`explainer` must be an unfitted RPSL2; got {type(explainer).__name__}.")
-    ray = _ray()
-    adapter = as_adapter(explainer.model)
-    refs = feature_shards(adapter, X, n_shards, max_retries=max_retries)
-    with ShardedHead(refs, adapter.theta, max_restarts=max_retries) as head:
-        solution = solve_rps_l2(head, explainer.lam, tol=explainer.tol, max_iter=explainer.max_iter)
-    phi = np.concatenate(ray.get(refs))
-    explainer.model_ = adapter
-    explainer.y_ = as_labels(y, "y", n=phi.shape[0], n_classes=adapter.n_classes)
-    explainer.train_features_ = phi
-    explainer.alpha_, explainer.theta_, explainer.teacher_ = solution.alpha, solution.theta, solution.teacher
-    r = solution.result
-    explainer.fit_report_ = {
-        "grad_norm": r.grad_norm,
-        "objective": r.value,
-        "newton_iterations": r.n_iter,
-        "cg_iterations": r.n_cg,
-        "converged": r.converged,
-        "reason": r.reason,
-        "tolerance": r.threshold,
-        "n_shards": len(refs),
-    }
-    explainer._finish_fit()
-    return explainer
-
-
 # ---------------------------------------------------------------------------- scoring
 def _top_k_task(kernel: BilinearKernel, test: TestFactors, k: int, options: EngineOptions, offset: int) -> tuple[np.ndarray, ...]:
     exc_i, exc_s, inh_i, inh_s = engine_top_k(kernel, test, k, options)
@@ -316,7 +280,7 @@ def distributed_top_k(
     explainer's kernel (a copy, or for a store-backed kernel just its path and range: workers
     read their rows from disk) and runs the engine on it.
     """
-    ray = _ray()
+    ray = ray_module()
     if int(k) < 1:
         raise InputError(f"`k` must be a positive integer; got {k!r}.")
     tgt, test = explainer._prepare(X_test, target, y)

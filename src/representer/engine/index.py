@@ -143,7 +143,7 @@ class InnerProductIndex:
 
         ``options`` are those of :meth:`from_kernel` (``kind``, ``nlist``, ``nprobe`` ...).
         """
-        from ..methods.common import output_and_sign
+        from ..head import output_and_sign
 
         explainer._check_fitted()
         outputs = None

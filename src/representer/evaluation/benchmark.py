@@ -1,6 +1,7 @@
 """The DualView Table-2 suite: four explanation-quality metrics × the head-level methods.
 
-``run_suite`` trains one :class:`~representer.zoo.SmallCNN` per setting (spec §4.4):
+``run_suite`` trains one network per setting (spec §4.4) — a :class:`~representer.zoo.SmallCNN`, or the
+paper's :class:`~representer.zoo.BasicConv` with the reference recipe (:data:`NETWORKS`):
 
 =============  ==========================================  ==========================================
 setting        training data                               metric
@@ -14,7 +15,7 @@ setting        training data                               metric
 =============  ==========================================  ==========================================
 
 and explains it with every method on the penultimate features (head-level versions): DV
-(DualView, C = 1e-3), IF (exact head Hessian, damping 1e-3), RPS-L2 (λ = 3e-3), RPS-LJE, RelatIF
+(DualView, its default ``C = 12 / n`` unless ``dualview_C`` is given), IF (exact head Hessian, damping 1e-3), RPS-L2 (λ = 3e-3), RPS-LJE, RelatIF
 (θ, damping 1e-3), SIM (head gradient similarity), kNN (cosine on φ), RAND. ``SIM-rp`` is the
 paper's SIM-rp over **all** parameters (:class:`~representer.methods.FullModelSimilarity`): logit
 gradients of the whole CNN on the raw images, projected to 128 dimensions by one seeded Gaussian
@@ -25,7 +26,10 @@ label-poisoning column (flagged points first, then by ``1 − p(y_i|x_i)``).
 
 Every test point is explained for the model's predicted class. Trained models are cached as
 safetensors state dicts under ``cache_dir`` keyed by a hash of everything that determines them;
-corruptions are seeded and their indices recorded in the results. Outputs in ``out_dir``:
+corruptions are seeded and their indices recorded in the results; so are each model's accuracies, the
+marked model's confidence on its marked images (:func:`_marked_confidence`) and DV's support-vector
+shares per setting. :func:`plan_suite`, :func:`build_setting` and :func:`setting_metrics` are the
+steps, for benchmarks that reuse the trained settings (``benchmarks/dualview_c_tradeoff.py``). Outputs in ``out_dir``:
 ``results.json``, ``table.md`` and ``table2.png`` (grouped bar chart). The quick suite runs with one
 torch thread (:data:`QUICK_TORCH_THREADS`). ``run_suite`` also dispatches the ``rps`` / ``relatif``
 suites (:mod:`representer.evaluation.suites`) and ``lje`` (:mod:`representer.evaluation.german_credit`).
@@ -45,6 +49,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .._atomic import write_text, write_with
+from .._validation import check_positive
 from ..datasets import TrainTestSplit, load_digits, load_fashion_mnist, load_fashion_mnist_subset, load_mnist_subset
 from ..debugging import find_label_issues
 from ..errors import InputError
@@ -61,7 +67,7 @@ from ..methods import (
     RelatIF,
 )
 from ..models import Features, TorchClassifier
-from ..zoo import SmallCNN, train_classifier
+from ..zoo import BasicConv, SmallCNN, train_classifier
 from .corruption import DEFAULT_SUPERCLASS_PAIRS, add_mark, bernoulli_flip_labels, mark_class, superclass_labels
 from .cost import measure
 from .explanation_metrics import domain_mismatch, identical_class, identical_subclass
@@ -105,10 +111,18 @@ METRIC_TITLES: dict[str, str] = {
 
 @dataclass(frozen=True)
 class SuiteConfig:
-    """Everything that determines the trained models and the corruptions (recorded in the results)."""
+    """Everything that determines the trained models and the corruptions (recorded in the results).
+
+    ``network`` is ``"small_cnn"`` (:class:`~representer.zoo.SmallCNN`; ``width`` and ``feature_dim``
+    apply to it only) or ``"basic_conv"`` (:class:`~representer.zoo.BasicConv`, the paper's MNIST
+    network, standardised with the clean training images' pixel mean and std); ``optimizer`` is
+    ``"adam"`` or ``"sgd"`` (momentum 0.9), as in :func:`~representer.zoo.train_classifier`.
+    """
 
     n_train: int | None = None
     n_test: int | None = None
+    network: str = "small_cnn"
+    optimizer: str = "adam"
     epochs: int = 15
     lr: float = 1e-3
     batch_size: int = 64
@@ -124,17 +138,36 @@ class SuiteConfig:
     seed: int = 0
 
 
-QUICK = SuiteConfig(n_train=1000, n_test=300, epochs=4)
+#: The training recipe of each network. ``basic_conv`` follows the reference code's cluster configuration
+#: (SGD, momentum 0.9, learning rate 0.005, batch 128, no weight decay) for :data:`BASIC_CONV_EPOCHS`
+#: epochs instead of its 150 (keeping the best validation checkpoint), which 2 CPU cores cannot afford at
+#: 60,000 images (about 40 s per epoch on one core).
+BASIC_CONV_EPOCHS = 10
+NETWORKS: dict[str, SuiteConfig] = {
+    "small_cnn": SuiteConfig(),
+    "basic_conv": SuiteConfig(network="basic_conv", optimizer="sgd", lr=0.005, weight_decay=0.0, batch_size=128, epochs=BASIC_CONV_EPOCHS),
+}
+#: What ``quick=True`` changes in a network's recipe: CI-sized data and training.
+QUICK_CHANGES: dict[str, int] = {"n_train": 1000, "n_test": 300, "epochs": 4}
+
+
+def suite_config(network: str = "small_cnn", *, quick: bool = False, seed: int = 0) -> SuiteConfig:
+    """The configuration of the DualView suite for ``network`` (a key of :data:`NETWORKS`)."""
+    if network not in NETWORKS:
+        raise InputError(f"`network` must be one of {tuple(NETWORKS)}; got {network!r}.")
+    config = replace(NETWORKS[network], **QUICK_CHANGES) if quick else NETWORKS[network]
+    return replace(config, seed=int(seed))
 #: Intra-op torch threads of the quick suite: on a shared 2-core machine one thread ran it in 35 s
 #: wall / 31 s CPU against 107 s / 116 s with two (docs/evaluation.md). The full suite keeps torch's default.
 QUICK_TORCH_THREADS = 1
 
 
-def _explainer(method: str, model: Features, seed: int, net: torch.nn.Module | None = None) -> Explainer:
+def _explainer(method: str, model: Features, seed: int, net: torch.nn.Module | None = None, dualview_C: float | None = None) -> Explainer:
     if method == "SIM-rp":
         return FullModelSimilarity(TorchClassifier(net), projection_dim=SIM_RP_DIM, seed=seed, compute_dtype="float32")
+    dv_options = {} if dualview_C is None else {"C": dualview_C}
     factories: dict[str, Callable[[], Explainer]] = {
-        "DV": lambda: DualView(model, C=1e-3, seed=seed),
+        "DV": lambda: DualView(model, seed=seed, **dv_options),
         "IF": lambda: InfluenceFunction(model, hessian="exact", damping=1e-3),
         "RPS-L2": lambda: RPSL2(model, lam=3e-3),
         "RPS-LJE": lambda: RPSLJE(model),
@@ -183,20 +216,29 @@ def _load_dataset(dataset: str, config: SuiteConfig) -> TrainTestSplit:
 
 def _model_key(dataset: str, setting: str, config: SuiteConfig, n_classes: int, X: np.ndarray, y: np.ndarray) -> str:
     h = hashlib.blake2b(digest_size=10)
-    h.update(json.dumps({"dataset": dataset, "setting": setting, "n_classes": n_classes, **asdict(config)}, sort_keys=True).encode())
+    training = {k: v for k, v in asdict(config).items() if k != "n_test"}  # the test subsample does not change the model
+    h.update(json.dumps({"dataset": dataset, "setting": setting, "n_classes": n_classes, **training}, sort_keys=True).encode())
     h.update(np.ascontiguousarray(X, dtype=np.float32).tobytes())
     h.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
     return f"{dataset}-{setting}-{h.hexdigest()}"
 
 
+def _network(config: SuiteConfig, n_classes: int, X: np.ndarray, pixels: tuple[float, float]) -> torch.nn.Module:
+    """A freshly initialised (seeded) network of ``config.network``; ``pixels`` = (mean, std) of the clean training images."""
+    with torch.random.fork_rng():
+        torch.manual_seed(config.seed)
+        if config.network == "basic_conv":
+            return BasicConv(n_classes, in_channels=X.shape[1], mean=pixels[0], std=pixels[1], image_size=X.shape[-1])
+        return SmallCNN(n_classes=n_classes, in_channels=X.shape[1], width=config.width, feature_dim=config.feature_dim)
+
+
 def _trained_model(
-    dataset: str, setting: str, X: np.ndarray, y: np.ndarray, n_classes: int, config: SuiteConfig, cache_dir: Path | None
+    dataset: str, setting: str, X: np.ndarray, y: np.ndarray, n_classes: int, config: SuiteConfig, cache_dir: Path | None,
+    pixels: tuple[float, float],
 ) -> tuple[torch.nn.Module, dict]:
     from safetensors.torch import load_file, save_file
 
-    with torch.random.fork_rng():
-        torch.manual_seed(config.seed)
-        net = SmallCNN(n_classes=n_classes, in_channels=X.shape[1], width=config.width, feature_dim=config.feature_dim)
+    net = _network(config, n_classes, X, pixels)
     key = _model_key(dataset, setting, config, n_classes, X, y)
     path = None if cache_dir is None else cache_dir / f"{key}.safetensors"
     start = time.perf_counter()
@@ -204,25 +246,84 @@ def _trained_model(
         net.load_state_dict(load_file(str(path)))
         return net.eval(), {"cache": str(path), "cached": True, "train_seconds": 0.0}
     train_classifier(
-        net, X, y, epochs=config.epochs, lr=config.lr, batch_size=config.batch_size, weight_decay=config.weight_decay, seed=config.seed
+        net, X, y, epochs=config.epochs, lr=config.lr, batch_size=config.batch_size, weight_decay=config.weight_decay,
+        seed=config.seed, optimizer=config.optimizer,
     )
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+        write_with(path, lambda name: save_file({k: v.contiguous() for k, v in net.state_dict().items()}, name))
     return net, {"cache": None if path is None else str(path), "cached": False, "train_seconds": time.perf_counter() - start}
 
 
-def _build_setting(
-    name: str, dataset: str, X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray,
-    y_test_model: np.ndarray, n_classes: int, config: SuiteConfig, cache_dir: Path | None,
-) -> _Setting:
-    net, report = _trained_model(dataset, name, X_train, y_train, n_classes, config, cache_dir)
+@dataclass
+class SuitePlan:
+    """The data every setting of the DualView suite shares: the (sub)sampled split, its seeded corruptions and
+    what each setting trains and evaluates on (:func:`plan_suite`)."""
+
+    dataset: str
+    config: SuiteConfig
+    n_classes: int
+    y_train: np.ndarray
+    y_test: np.ndarray
+    flipped: np.ndarray
+    corrupted: np.ndarray
+    marked: np.ndarray
+    pixels: tuple[float, float]
+    plans: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]]
+
+
+def plan_suite(dataset: str, config: SuiteConfig) -> SuitePlan:
+    """Load ``dataset`` (subsampled by ``config``) and apply the seeded corruptions of the four :data:`SETTINGS`."""
+    data = _load_dataset(dataset, config)
+    K = data.n_classes
+    y_train, y_test = data.y_train, data.y_test
+    X_train, X_test = data.X_train.astype(np.float32), data.X_test.astype(np.float32)
+    noisy, flipped = bernoulli_flip_labels(y_train, p=config.flip_p, n_classes=K, seed=config.flip_seed)
+    X_marked, marked = mark_class(X_train, y_train, cls=config.mark_cls, prob=config.mark_prob, seed=config.mark_seed)
+    X_test_marked = add_mark(X_test, value=float(X_train.max()))
+    coarse_train = superclass_labels(y_train, config.superclass_pairs)
+    coarse_test = superclass_labels(y_test, config.superclass_pairs)
+    plans = {
+        "standard": (X_train, y_train, X_test, y_test, K),
+        "subclass": (X_train, coarse_train, X_test, coarse_test, len(config.superclass_pairs)),
+        "poison": (X_train, noisy, X_test, y_test, K),
+        "mark": (X_marked, y_train, X_test_marked, y_test, K),
+    }
+    return SuitePlan(
+        dataset, config, K, y_train, y_test, flipped, corruption_mask(flipped, len(y_train)), marked,
+        (float(X_train.mean()), float(X_train.std())), plans,
+    )
+
+
+def build_setting(plan: SuitePlan, name: str, cache_dir: str | Path | None = None) -> _Setting:
+    """Train (or load from ``cache_dir``) the model of setting ``name`` and compute its features and report.
+
+    The ``mark`` setting's report also holds the saturation diagnostic (:func:`_marked_confidence`) and the
+    number of domain-mismatch candidates.
+    """
+    X_train, y_train, X_test, y_test_model, n_classes = plan.plans[name]
+    cache = None if cache_dir is None else Path(cache_dir)
+    net, report = _trained_model(plan.dataset, name, X_train, y_train, n_classes, plan.config, cache, plan.pixels)
     clf = TorchClassifier(net)
     phi_train, phi_test = clf.features(X_train), clf.features(X_test)
     head = Features(clf.weight, clf.bias if clf.has_bias else None)
     report["train_accuracy"] = float(np.mean(head.predict(phi_train) == y_train))
     report["test_accuracy"] = float(np.mean(head.predict(phi_test) == y_test_model))
-    return _Setting(name, X_train, y_train, X_test, phi_train, phi_test, head, net, report)
+    setting = _Setting(name, X_train, y_train, X_test, phi_train, phi_test, head, net, report)
+    if name == "mark":
+        cls = plan.config.mark_cls
+        report["n_candidates"] = int(np.sum((plan.y_test != cls) & (head.predict(phi_test) == cls)))
+        report.update(_marked_confidence(setting, plan.marked, cls))
+    return setting
+
+
+def _marked_confidence(setting: _Setting, marked: np.ndarray, cls: int) -> dict[str, float]:
+    """The saturation diagnostic: the model's mean ``p(cls | x_i)`` on the marked training images and on the
+    unmarked images of class ``cls`` (RPS-L2's ``α_{i,cls}`` of a point vanishes as this approaches 1)."""
+    logits = torch.as_tensor(setting.head.logits_from_features(setting.phi_train))
+    p_cls = torch.softmax(logits, dim=1)[:, cls].numpy()
+    unmarked = np.setdiff1d(np.flatnonzero(setting.y_train == cls), marked)
+    return {"marked_confidence": float(p_cls[marked].mean()), "unmarked_class_confidence": float(p_cls[unmarked].mean())}
 
 
 def _confident_learning_scores(phi: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:
@@ -240,16 +341,34 @@ def _confident_learning_scores(phi: np.ndarray, labels: np.ndarray, seed: int) -
     return flagged.astype(np.float64) + 1.0 - probs[np.arange(labels.size), labels]
 
 
-def _setting_metrics(
-    setting: _Setting, method: str, seed: int, y_test: np.ndarray, y_train_clean: np.ndarray, corrupted: np.ndarray, marked: np.ndarray,
-    config: SuiteConfig,
+def _dualview_diagnostics(explainer: DualView) -> dict[str, float]:
+    """Share of training points that are support vectors and share at the bound ``Σ_c α_ic = C`` (margin violators)."""
+    sparsity = explainer.sparsity_report_
+    n = explainer.n_train_
+    return {"C": explainer.C_, "support_fraction": sparsity["support_fraction"], "at_bound_fraction": sparsity["n_at_bound"] / n,
+            "solver_seconds": explainer.fit_report_["solver_seconds"], "converged": bool(explainer.fit_report_["converged"])}
+
+
+def setting_metrics(
+    plan: SuitePlan, setting: _Setting, method: str, *, dualview_C: float | None = None, diagnostics: dict[str, dict] | None = None,
 ) -> dict[str, float]:
+    """The metric of ``setting`` (:data:`SETTING_METRICS`) for ``method``; on ``standard`` also the cost keys.
+
+    ``dualview_C`` is DV's ``C`` (``None``: DualView's default); when ``diagnostics`` is a dict, DV's
+    support-vector shares are stored in it under the setting's name.
+    """
+    seed = plan.config.seed
     if method == "CL":
         if setting.name != "poison":
             return {}
-        return {"label_poisoning": label_poisoning_auc(_confident_learning_scores(setting.phi_train, setting.y_train, seed), corrupted)}
+        return {"label_poisoning": label_poisoning_auc(_confident_learning_scores(setting.phi_train, setting.y_train, seed), plan.corrupted)}
     train_inputs, test_inputs = setting.inputs(method)
-    explainer, fit_cost = measure(lambda: _explainer(method, setting.head, seed, setting.net).fit(train_inputs, setting.y_train))
+    explainer, fit_cost = measure(
+        lambda: _explainer(method, setting.head, seed, setting.net, dualview_C).fit(train_inputs, setting.y_train)
+    )
+    if diagnostics is not None and isinstance(explainer, DualView):
+        diagnostics[setting.name] = _dualview_diagnostics(explainer)
+    y_test = plan.y_test
     if setting.name == "standard":
         _, explain_cost = measure(lambda: explainer.explain(test_inputs, top_k=COST_TOP_K))
         return {
@@ -259,16 +378,16 @@ def _setting_metrics(
             "peak_mb": max(fit_cost.peak_mb, explain_cost.peak_mb),
         }
     if setting.name == "subclass":
-        return {"identical_subclass": identical_subclass(explainer, test_inputs, y_test, y_train_clean)}
+        return {"identical_subclass": identical_subclass(explainer, test_inputs, y_test, plan.y_train)}
     if setting.name == "poison":
         issues = find_label_issues(explainer, ranking="cumulative", X_test=test_inputs)
         cumulative = np.empty(explainer.n_train_)
         cumulative[issues.indices] = issues.scores
         return {
-            "label_poisoning": label_poisoning_auc(cumulative, corrupted),
-            "label_poisoning_self": label_poisoning_auc(explainer.self_influence(), corrupted),
+            "label_poisoning": label_poisoning_auc(cumulative, plan.corrupted),
+            "label_poisoning_self": label_poisoning_auc(explainer.self_influence(), plan.corrupted),
         }
-    return {"domain_mismatch": domain_mismatch(explainer, test_inputs, y_test, marked, cls=config.mark_cls).score}
+    return {"domain_mismatch": domain_mismatch(explainer, test_inputs, y_test, plan.marked, cls=plan.config.mark_cls).score}
 
 
 def run_suite(
@@ -281,12 +400,15 @@ def run_suite(
     seed: int = 0,
     cache_dir: str | Path | None = None,
     show_progress: bool = True,
+    network: str = "small_cnn",
+    dualview_C: float | None = None,
+    n_test: int | None = None,
 ) -> dict[str, Any]:
     """Run an evaluation suite and write ``results.json``, ``table.md`` and a figure into ``out_dir``.
 
     Args:
-        suite: ``"dualview"`` (DualView Table 2, this module), ``"rps"`` (RPS-L2 fidelity and the RPS
-            data-debugging retraining curve) or ``"relatif"`` (RelatIF Table 1 and k-NN overlap),
+        suite: ``"dualview"`` (DualView Table 2, this module), ``"rps"`` (the RPS paper's §4.1 data
+            debugging with its Eq. (3) model, over random splits, and RPS-L2's fidelity) or ``"relatif"`` (RelatIF Table 1 and k-NN overlap),
             both in :mod:`representer.evaluation.suites` (they use ``dataset`` and ``seed`` and
             ignore ``methods`` and ``cache_dir``), ``"lje"`` (the RPS-LJE paper's German Credit
             data debugging with XGBoost, :mod:`representer.evaluation.german_credit`; German Credit
@@ -304,6 +426,13 @@ def run_suite(
             corruptions use DualView's fixed seed 420 (recorded in the results).
         cache_dir: folder for trained models (safetensors state dicts); ``None`` disables caching.
         show_progress: a tqdm progress bar over (setting, method) steps.
+        network: ``dualview`` only: ``"small_cnn"`` (:class:`~representer.zoo.SmallCNN`, Adam, 15
+            epochs) or ``"basic_conv"`` (the paper's MNIST network :class:`~representer.zoo.BasicConv`
+            and the reference code's SGD recipe for :data:`BASIC_CONV_EPOCHS` epochs); see :data:`NETWORKS`.
+        dualview_C: ``dualview`` only: DV's ``C`` (Shark convention); ``None`` = :class:`~representer.DualView`'s
+            default. The paper used ``1e-3`` at 60,000 training images.
+        n_test: ``dualview`` only: score a seeded random subset of this many test points (the paper
+            scored 4,000 of MNIST's test images); ``None`` = all (quick: 300). The models do not depend on it.
 
     Returns:
         For ``dualview``: ``{"suite", "dataset", "quick", "config", "methods", "metrics", "results":
@@ -315,86 +444,77 @@ def run_suite(
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise InputError(f"`methods` must be a non-empty subset of {METHODS}; got unknown {unknown}.")
+    config = suite_config(network, quick=quick, seed=seed)
+    if n_test is not None:
+        if int(n_test) != n_test or n_test < 1:
+            raise InputError(f"`n_test` must be a positive integer (test points to score) or None for all; got {n_test!r}.")
+        config = replace(config, n_test=int(n_test))
+    if dualview_C is not None:
+        check_positive(dualview_C, "dualview_C")
     options = {"quick": quick, "seed": seed, "cache_dir": cache_dir, "show_progress": show_progress}
     if suite == "all":
-        return _run_all(dataset, methods, Path(out_dir), **options)
+        return _run_all(dataset, methods, Path(out_dir), network=network, dualview_C=dualview_C, n_test=n_test, **options)
     if suite == "lje":
         return run_lje_suite(Path(out_dir), quick=quick, seed=int(seed), show_progress=show_progress)
-    config = replace(QUICK if quick else SuiteConfig(), seed=int(seed))
     if suite in ("rps", "relatif"):
         return run_head_suite(suite, _load_dataset(dataset, config), dataset, Path(out_dir), quick=quick, seed=int(seed))
     with torch_threads(QUICK_TORCH_THREADS if quick else None):
-        return _run_dualview(suite, dataset, methods, Path(out_dir), config, quick=quick, cache_dir=cache_dir, show_progress=show_progress)
+        return _run_dualview(
+            suite, dataset, methods, Path(out_dir), config, quick=quick, cache_dir=cache_dir, show_progress=show_progress,
+            dualview_C=dualview_C,
+        )
 
 
 def _run_dualview(
     suite: str, dataset: str, methods: Sequence[str], out_dir: Path, config: SuiteConfig, *, quick: bool,
-    cache_dir: str | Path | None, show_progress: bool,
+    cache_dir: str | Path | None, show_progress: bool, dualview_C: float | None,
 ) -> dict[str, Any]:
     started = time.perf_counter()
-    cache = None if cache_dir is None else Path(cache_dir)
-    data = _load_dataset(dataset, config)
-    K = data.n_classes
-    y_train, y_test = data.y_train, data.y_test
-    X_train, X_test = data.X_train.astype(np.float32), data.X_test.astype(np.float32)
-
-    noisy, flipped = bernoulli_flip_labels(y_train, p=config.flip_p, n_classes=K, seed=config.flip_seed)
-    X_marked, marked = mark_class(X_train, y_train, cls=config.mark_cls, prob=config.mark_prob, seed=config.mark_seed)
-    X_test_marked = add_mark(X_test, value=float(X_train.max()))
-    coarse_train = superclass_labels(y_train, config.superclass_pairs)
-    coarse_test = superclass_labels(y_test, config.superclass_pairs)
-    n_coarse = len(config.superclass_pairs)
-    corrupted = corruption_mask(flipped, len(y_train))
-
-    plans = {
-        "standard": (X_train, y_train, X_test, y_test, K),
-        "subclass": (X_train, coarse_train, X_test, coarse_test, n_coarse),
-        "poison": (X_train, noisy, X_test, y_test, K),
-        "mark": (X_marked, y_train, X_test_marked, y_test, K),
-    }
+    plan = plan_suite(dataset, config)
     results: dict[str, dict[str, float]] = {m: {} for m in methods}
     cost: dict[str, dict[str, float]] = {m: {} for m in methods}
     models: dict[str, dict] = {}
-    n_candidates = 0
+    dv_diagnostics: dict[str, dict] = {}
     with tqdm(total=len(SETTINGS) * (1 + len(methods)), desc="dualview suite", disable=not show_progress) as bar:
         for name in SETTINGS:
             bar.set_postfix_str(f"training {name}")
-            setting = _build_setting(name, dataset, *plans[name], config, cache)
+            setting = build_setting(plan, name, cache_dir)
             models[name] = setting.report
             bar.update()
-            if name == "mark":
-                n_candidates = int(np.sum((y_test != config.mark_cls) & (setting.head.predict(setting.phi_test) == config.mark_cls)))
             for method in methods:
                 bar.set_postfix_str(f"{name}: {method}")
-                values = _setting_metrics(setting, method, config.seed, y_test, y_train, corrupted, marked, config)
+                values = setting_metrics(plan, setting, method, dualview_C=dualview_C, diagnostics=dv_diagnostics)
                 cost[method].update({key: values.pop(key) for key in COST_KEYS if key in values})
                 results[method].update(values)
                 bar.update()
 
+    K, marked, flipped = plan.n_classes, plan.marked, plan.flipped
     out = {
         "suite": suite,
         "dataset": dataset,
         "quick": bool(quick),
         "config": asdict(config),
-        "n_train": int(len(y_train)),
-        "n_test": int(len(y_test)),
+        "n_train": int(len(plan.y_train)),
+        "n_test": int(len(plan.y_test)),
         "methods": list(methods),
         "metrics": list(METRICS),
+        "dualview_C": dualview_C,
         "results": results,
         "cost": cost,
+        "dualview_diagnostics": dv_diagnostics,
         "random_baselines": {
             "identical_class": 1.0 / K,
             "identical_subclass": 1.0 / K,
             "label_poisoning": 0.5,
             "label_poisoning_self": 0.5,
-            "domain_mismatch": float(len(marked) / len(y_train)),
+            "domain_mismatch": float(len(marked) / len(plan.y_train)),
         },
         "models": models,
         "corruptions": {
             "flip": {"p": config.flip_p, "seed": config.flip_seed, "n_flipped": int(len(flipped)), "indices": flipped.tolist()},
             "mark": {
                 "cls": config.mark_cls, "prob": config.mark_prob, "seed": config.mark_seed,
-                "n_marked": int(len(marked)), "indices": marked.tolist(), "n_candidates": n_candidates,
+                "n_marked": int(len(marked)), "indices": marked.tolist(), "n_candidates": models["mark"]["n_candidates"],
             },
             "superclass_pairs": [list(g) for g in config.superclass_pairs],
         },
@@ -410,10 +530,10 @@ def _run_all(dataset: str, methods: Sequence[str], out_dir: Path, **options: Any
     parts = {name: run_suite(name, dataset, methods, out_dir / name, **options) for name in SUITES_IN_ALL}
     out_dir.mkdir(parents=True, exist_ok=True)
     tables = [f"## {name}\n\n" + (out_dir / name / "table.md").read_text() for name in SUITES_IN_ALL]
-    (out_dir / "table.md").write_text("\n".join(tables))
+    write_text(out_dir / "table.md", "\n".join(tables))
     out = {"suite": "all", "dataset": dataset, "suites": {k: str(out_dir / k / "results.json") for k in parts}}
     out["seconds"] = time.perf_counter() - started
-    (out_dir / "results.json").write_text(json.dumps(out, indent=2))
+    write_text(out_dir / "results.json", json.dumps(out, indent=2))
     return out
 
 
@@ -428,6 +548,27 @@ def markdown_table(out: dict[str, Any]) -> str:
     baseline = [f"{out['random_baselines'][m]:.3f}" for m in out["metrics"]]
     lines.append("| (random, expected) | " + " | ".join(baseline) + " |")
     return "\n".join(lines) + "\n"
+
+
+def diagnostics_text(out: dict[str, Any]) -> str:
+    """Model accuracies, the marked-class confidence (saturation) and DV's support per setting, as Markdown lines."""
+    models = out["models"]
+    lines = ["Models: " + "; ".join(
+        f"{name} train {r['train_accuracy']:.3f} / test {r['test_accuracy']:.3f}" for name, r in models.items()
+    ) + "."]
+    mark = models.get("mark", {})
+    if "marked_confidence" in mark:
+        lines.append(
+            f"Saturation: mean p(class {out['corruptions']['mark']['cls']} | x) {mark['marked_confidence']:.4f} on the marked "
+            f"training images, {mark['unmarked_class_confidence']:.4f} on the unmarked ones of that class; "
+            f"{out['corruptions']['mark']['n_candidates']} domain-mismatch candidates."
+        )
+    dv = out.get("dualview_diagnostics", {})
+    if dv:
+        lines.append("DV (C = " + ", ".join(sorted({f"{d['C']:g}" for d in dv.values()})) + "): " + "; ".join(
+            f"{name} {d['support_fraction']:.1%} support vectors, {d['at_bound_fraction']:.1%} at the bound" for name, d in dv.items()
+        ) + ".")
+    return "\n\n".join(lines) + "\n"
 
 
 def cost_table(out: dict[str, Any]) -> str:
@@ -454,9 +595,13 @@ def write_outputs(out: dict[str, Any], folder: Path) -> None:
     import matplotlib.pyplot as plt
 
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "results.json").write_text(json.dumps(out, indent=2, default=float))
-    title = f"DualView suite on {out['dataset']}" + (" (quick)" if out["quick"] else "") + f": {out['n_train']} train / {out['n_test']} test"
-    (folder / "table.md").write_text(f"{title}\n\n{markdown_table(out)}\n{cost_table(out)}")
+    write_text(folder / "results.json", json.dumps(out, indent=2, default=float))
+    config = out["config"]
+    title = (
+        f"DualView suite on {out['dataset']}" + (" (quick)" if out["quick"] else "")
+        + f": {out['n_train']} train / {out['n_test']} test, {config['network']} ({config['epochs']} epochs, seed {config['seed']})"
+    )
+    write_text(folder / "table.md", f"{title}\n\n{markdown_table(out)}\n{diagnostics_text(out)}\n{cost_table(out)}")
     metrics, methods = out["metrics"], out["methods"]
     width = 0.8 / len(methods)
     fig, ax = plt.subplots(figsize=(2.2 * len(metrics) + 2, 4))
@@ -469,5 +614,5 @@ def write_outputs(out: dict[str, Any], folder: Path) -> None:
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, ncol=3)
     fig.tight_layout()
-    fig.savefig(folder / "table2.png", dpi=120)
+    write_with(folder / "table2.png", lambda name: fig.savefig(name, dpi=120, format="png"))
     plt.close(fig)

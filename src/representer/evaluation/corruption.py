@@ -67,6 +67,30 @@ def bernoulli_flip_labels(y: Any, p: float = 0.3, n_classes: int = 10, seed: int
     return _move_to_other_class(labels, flipped, n_classes, rng), flipped
 
 
+#: Fashion-MNIST's confusable classes: each class to the one it is most often mistaken for
+#: (T-shirt ↔ Shirt, Pullover ↔ Coat, Trouser → Dress, Dress → T-shirt, Sandal → Sneaker,
+#: Sneaker → Ankle boot, Ankle boot → Sneaker, Bag → Shirt), for asymmetric label noise.
+FASHION_MNIST_CONFUSABLE = {0: 6, 1: 3, 2: 4, 3: 0, 4: 2, 5: 7, 6: 0, 7: 9, 8: 6, 9: 7}
+
+
+def confusable_flip_labels(y: Any, fraction: float, mapping: dict[int, int], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Asymmetric noise: move exactly ``round(fraction · n)`` labels ``c`` to ``mapping[c]``.
+
+    The points are the first ``round(fraction · n)`` of ``default_rng(seed).permutation(n)``, as in
+    :func:`flip_labels`; ``mapping`` must send every class present to a different class. Returns
+    ``(y_noisy, flipped_indices)`` (sorted).
+    """
+    labels = as_labels(y, "y")
+    fraction = _check_fraction(fraction, "fraction")
+    bad = sorted(int(c) for c in np.unique(labels) if int(c) not in mapping or int(mapping[int(c)]) == int(c))
+    if bad:
+        raise InputError(f"`mapping` must send every class to another class; classes {bad} are missing or map to themselves.")
+    flipped = np.sort(np.random.default_rng(seed).permutation(labels.size)[: round(fraction * labels.size)])
+    noisy = labels.copy()
+    noisy[flipped] = [int(mapping[int(c)]) for c in labels[flipped]]
+    return noisy, flipped
+
+
 def superclass_labels(y: Any, pairs: Sequence[Sequence[int]] = DEFAULT_SUPERCLASS_PAIRS) -> np.ndarray:
     """Map each class to the index of the group in ``pairs`` that contains it (DualView's subclass test).
 

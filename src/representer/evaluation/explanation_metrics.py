@@ -18,8 +18,9 @@ DualView's Table 2 (spec §4.4)
   classes); pass if the top training point has the test point's *original* class.
 * **Domain mismatch**: training points of class ``cls`` were marked; every test image is marked.
   Candidate test points (paper definition) are those whose true class is not ``cls`` and that the
-  model assigns to ``cls``; pass if the top training point is marked. (The reference code computes
-  these candidates but scores every test row; we implement the paper.) Random ≈ fraction marked.
+  model assigns to ``cls``; pass if the top training point is marked. (The paper's definition; the
+  reference code's ``explain_marked.py`` explains only these candidates, so its metric scores them
+  too.) Random ≈ fraction marked.
 
 RelatIF §4 (spec §5.6)
 ----------------------

@@ -20,24 +20,12 @@ metric is deterministic.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from .._validation import as_float_array
+from ..debugging import DetectionCurve
 from ..errors import InputError
-
-
-@dataclass(frozen=True)
-class DetectionCurve:
-    """Fraction of corrupted points found (``found``) after inspecting ``inspected`` of the training set.
-
-    Both arrays have the same length; ``n_inspected`` holds the number of points inspected.
-    """
-
-    inspected: np.ndarray
-    found: np.ndarray
-    n_inspected: np.ndarray
 
 
 def corruption_mask(indices: Any, n: int) -> np.ndarray:

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._atomic import write_text
 from ..datasets import load_rotten_tomatoes
 from ..datasets.text import Vocabulary
 from ..debugging import find_label_issues
@@ -189,7 +190,7 @@ def fit_text_setting(config: TextSettingConfig = TextSettingConfig(), *, show_pr
     t0 = time.perf_counter()
     net = train_bilstm(data, y_train, config)
     train_seconds = time.perf_counter() - t0
-    clf = TorchClassifier(net, show_progress=show_progress)
+    clf = TorchClassifier(net, progress=show_progress)
     pred_train = clf.predict(data.X_train)
     pred_test = clf.predict(data.X_test)
 
@@ -274,7 +275,7 @@ def run_text_setting(
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     write_text_report(run, folder / "report.html")
-    (folder / "results.json").write_text(json.dumps(run.results, indent=2, default=float))
+    write_text(folder / "results.json", json.dumps(run.results, indent=2, default=float))
     return run.results
 
 

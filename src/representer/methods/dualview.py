@@ -25,6 +25,16 @@ with ``C`` is the textbook problem with ``C / 4``; its ``β`` is 4× the textboo
 the same support set) and gives ``W = Σ_i β_i z_iᵀ`` and ``Σ_i DV(t, i, c) = w_cᵀ z_t``. Rankings and
 every metric are invariant to the ×4.
 
+**The default C** (``C=None``). The primal ``½‖W‖² + C Σ_i ξ_i`` divided by ``n`` is
+``‖W‖²/(2Cn) + mean_i ξ_i``: the surrogate depends on ``C`` only through ``C·n``. A fixed ``C``
+therefore means a different surrogate at every training-set size; the paper's ``C = 0.001`` was
+chosen at ``n = 60,000`` (``C·n = 60``). ``None`` sets ``C = AUTO_C_TIMES_N / n`` (Shark convention;
+a quarter of it in the textbook convention), chosen from the trade-off curve of every DualView metric
+against ``C`` (docs/evaluation.md, "Choosing C"): with ``C·n`` much below it nearly every training
+point sits at the bound ``Σ_c α_ic = C``, all ``|β_i|`` are equal and the cumulative label-poisoning
+score falls below random; much above it, the marked points of the domain-mismatch test leave the
+support and that metric drops to 0. ``fit_report_["C"]`` and ``["C_rule"]`` record the value used.
+
 **Departure from the reference.** Features whose population std is at most
 ``eps · (1 + |μ_j|)`` (dead ReLU units, constant columns) are *dropped*: their z-score is set to 0,
 so they enter no inner product. The reference divides by a zero std and produces NaN.
@@ -42,48 +52,76 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import torch
 
-from .._validation import check_positive
+from .._params import NoneValue, Options, non_negative, positive
 from ..engine import CoefficientKernel, TestFactors
-from ..errors import InputError
 from ..solvers.crammer_singer import solve_crammer_singer
 from .base import Explainer
 
 _SELF_INFLUENCE_MODES = ("coefs", "self")
+#: ``C · n`` of the default ``C=None`` (Shark convention): see the module docstring.
+AUTO_C_TIMES_N = 12.0
 
 
 class DualView(Explainer):
     """DualView: sparse attributions from the dual of a Crammer–Singer SVM on z-scored features.
 
-    Args:
-        model: a :class:`~representer.TorchClassifier`, :class:`~representer.Features` or ``nn.Module``.
-        C: the SVM's box constraint in ``convention`` (default 0.001, the paper's value in Shark's
-            convention). Smaller ``C`` = softer margin = more support vectors.
-        convention: ``"shark"`` (reference code, ½-margin) or ``"textbook"`` (Crammer & Singer);
-            Shark's ``C`` equals the textbook ``C/4`` and Shark's ``β`` is 4× the textbook ``β``.
-        tol: stop when every example's KKT violation is ≤ ``tol`` (Shark's default 1e-3).
-        max_epochs: cap on the solver's passes over the data (a ``RuntimeWarning`` when reached).
-        seed: seed of the solver's example order (results are deterministic given it).
-        eps: features with population std ≤ ``eps · (1 + |mean|)`` are dropped (z set to 0).
-        self_influence_mode: ``"coefs"`` ranks training points by ``Σ_c |β_ic|`` (the paper's
-            "coefs" variant; it equals ``2 β_{i,y_i}`` = twice the point's total multiplier, so it
-            orders points by how far inside the margin they are pushed); ``"self"`` by
-            ``β_{i,y_i} ⟨z_i, z_i⟩``, the point's own-label attribution at itself.
-        **engine: ``block_size``, ``test_batch_size``, ``device``, ``dtype`` (see :class:`Explainer`).
+    Parameters
+    ----------
+    model : TorchClassifier, Features or nn.Module
+        The classifier to explain (an ``nn.Module`` is wrapped in :class:`~representer.TorchClassifier`).
+    C : float or None, default None
+        The SVM's box constraint in ``convention``; ``None`` means ``12 / n`` in Shark's convention for
+        ``n`` training points (``AUTO_C_TIMES_N``; the paper used 0.001 at n = 60,000). Smaller ``C`` =
+        softer margin = more support vectors; see the module docstring for how the default was chosen.
+    convention : {"shark", "textbook"}, default "shark"
+        ``"shark"`` (the reference code, ½-margin) or ``"textbook"`` (Crammer & Singer); Shark's ``C``
+        equals the textbook ``C/4`` and Shark's ``β`` is 4× the textbook ``β``.
+    tol : float, default 0.001
+        Stop when every example's KKT violation is ≤ ``tol`` (Shark's default).
+    max_epochs : int, default 10000
+        Cap on the solver's passes over the data (a ``RuntimeWarning`` when reached).
+    seed : int, default 0
+        Seed of the solver's example order (results are deterministic given it).
+    eps : float, default 1e-12
+        Features with population std ≤ ``eps · (1 + |mean|)`` are dropped (z set to 0).
+    self_influence_mode : {"coefs", "self"}, default "coefs"
+        What :meth:`self_influence` ranks by: ``"coefs"`` ``Σ_c |β_ic|`` (the paper's "coefs" variant; it
+        equals ``2 β_{i,y_i}``, twice the point's total multiplier, so it orders points by how far inside the
+        margin they are pushed); ``"self"`` ``β_{i,y_i} ⟨z_i, z_i⟩``, the point's own-label attribution at
+        itself.
+    **engine
+        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names`` (see :class:`Explainer`).
 
-    Fitted attributes: ``beta_`` ``(n, K)``, ``alpha_`` ``(n, K)``, ``weight_`` ``(K, D)`` (the
-    surrogate's weights in ``convention``), ``mean_`` ``(D,)``, ``inv_scale_`` ``(D,)`` (``1/s``, 0 for
-    dropped features), ``fit_report_`` (solver diagnostics, time, surrogate accuracy) and the
-    derived ``sparsity_report_``.
+    Attributes
+    ----------
+    beta_, alpha_ : ndarray of shape (n, K)
+        The dual variables (attributions) and the solver's multipliers.
+    weight_ : ndarray of shape (K, D)
+        The surrogate's weights in ``convention``.
+    mean_, inv_scale_ : ndarray of shape (D,)
+        The z-scoring: mean and ``1/s`` (0 for dropped features).
+    fit_report_ : dict
+        The ``C`` used and why (``"C"``, ``"C_rule"``), solver diagnostics, time, surrogate accuracy;
+        and the derived ``C_`` and ``sparsity_report_``.
     """
 
     name = "dualview"
     _fitted_arrays: ClassVar[tuple[str, ...]] = ("beta_", "alpha_", "weight_", "mean_", "inv_scale_")
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "C": [positive(float), NoneValue()],
+        "convention": [Options(("shark", "textbook"))],
+        "tol": [positive(float)],
+        "max_epochs": [positive(int)],
+        "seed": [non_negative(int)],
+        "eps": [non_negative(float)],
+        "self_influence_mode": [Options(_SELF_INFLUENCE_MODES)],
+    }
 
     def __init__(
         self,
         model: Any,
         *,
-        C: float = 0.001,
+        C: float | None = None,
         convention: Literal["shark", "textbook"] = "shark",
         tol: float = 1e-3,
         max_epochs: int = 10_000,
@@ -103,17 +141,16 @@ class DualView(Explainer):
 
     # ------------------------------------------------------------------ fitting
     def _fit(self, phi: np.ndarray, y: np.ndarray) -> None:
-        eps = check_positive(self.eps, "eps", allow_zero=True)
-        if self.self_influence_mode not in _SELF_INFLUENCE_MODES:
-            raise InputError(f"`self_influence_mode` must be one of {_SELF_INFLUENCE_MODES}; got {self.self_influence_mode!r}.")
+        eps = float(self.eps)
         self.mean_ = phi.mean(axis=0)
         std = phi.std(axis=0)
         kept = std > eps * (1.0 + np.abs(self.mean_))
         self.inv_scale_ = np.where(kept, 1.0 / np.where(kept, std, 1.0), 0.0)
         Z = self.standardize(phi)
         start = time.perf_counter()
+        C, rule = self._resolve_C(Z.shape[0])
         result = solve_crammer_singer(
-            Z, y, self.model_.n_classes, C=self.C, convention=self.convention, tol=self.tol,
+            Z, y, self.model_.n_classes, C=C, convention=self.convention, tol=self.tol,
             max_epochs=self.max_epochs, seed=self.seed,
         )
         seconds = time.perf_counter() - start
@@ -122,7 +159,11 @@ class DualView(Explainer):
         self.weight_ = result.weight
         surrogate_pred = np.argmax(Z @ result.weight.T, axis=1)
         model_pred = self.resolve_target("predicted", phi)
+        at_bound = np.isclose(result.alpha.sum(axis=1), C, rtol=1e-9, atol=0.0)
         self.fit_report_ = {
+            "C": C,
+            "C_rule": rule,
+            "at_bound_fraction": float(at_bound.mean()),
             "solver_seconds": seconds,
             "epochs": result.n_iter,
             "kkt_violation": result.kkt_violation,
@@ -135,12 +176,47 @@ class DualView(Explainer):
             "surrogate_agreement_with_model": float(np.mean(surrogate_pred == model_pred)),
         }
 
+    def _resolve_C(self, n: int) -> tuple[float, str]:
+        """The box constraint used for ``n`` training points, and why."""
+        if self.C is not None:
+            return float(self.C), "given"
+        scale = 1.0 if self.convention == "shark" else 0.25
+        return scale * AUTO_C_TIMES_N / n, f"default: C·n = {AUTO_C_TIMES_N:g} (Shark convention) for n = {n}"
+
+    @property
+    def C_(self) -> float:
+        """The box constraint the fit used (``C``, or the default ``C=None`` resolved for the training-set size)."""
+        self._check_fitted()
+        return float(self.fit_report_["C"])
+
     def standardize(self, phi: np.ndarray) -> np.ndarray:
-        """``z = (φ − μ) · (1/s)``, with dropped (constant) features set to 0."""
+        """z-score features as the fit did: ``z = (φ − μ) · (1/s)``, dropped (constant) features set to 0.
+
+        Parameters
+        ----------
+        phi : ndarray of shape (m, D)
+            Features.
+
+        Returns
+        -------
+        ndarray of shape (m, D)
+            ``z``, float64.
+        """
         return (np.asarray(phi, dtype=np.float64) - self.mean_) * self.inv_scale_
 
     def train_z(self) -> np.ndarray:
-        """The z-scored training features ``Z`` ``(n, D)``."""
+        """The z-scored training features.
+
+        Returns
+        -------
+        ndarray of shape (n, D)
+            ``Z``.
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+        """
         self._check_fitted()
         return self.standardize(self.train_features_)
 
@@ -151,6 +227,30 @@ class DualView(Explainer):
     def _test_factors(self, phi: np.ndarray, target: np.ndarray) -> TestFactors:
         out = torch.as_tensor(np.asarray(target, dtype=np.int64))
         return TestFactors({"x": torch.as_tensor(self.standardize(phi))}, out, torch.ones(len(out), dtype=torch.float64))
+
+    def ranking_tiebreak(self) -> np.ndarray:
+        """The negated surrogate margin ``−(w_{y_i} − max_{c≠y_i} w_c)ᵀ z_i``: orders tied self-influence.
+
+        Every point at the bound has the same ``Σ_c |β_ic| = 2C``; among them, the one the surrogate
+        classifies worst (deepest margin violation, ``ξ_i`` largest) is the most suspicious. Points
+        with ``β_i = 0`` are ordered by how close they are to the margin.
+
+        Returns
+        -------
+        ndarray of shape (n,)
+            Larger = more suspicious.
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+        """
+        self._check_fitted()
+        scores = self.train_z() @ self.weight_.T
+        rows = np.arange(scores.shape[0])
+        own = scores[rows, self.y_]
+        scores[rows, self.y_] = -np.inf
+        return -(own - scores.max(axis=1))
 
     def _self_influence(self) -> np.ndarray:
         if self.self_influence_mode == "coefs":
@@ -163,8 +263,17 @@ class DualView(Explainer):
     def representer_weights(self) -> np.ndarray:
         """The surrogate's weights rebuilt from the duals: ``Σ_i β_i z_iᵀ`` (textbook) or ``½ Σ_i β_i z_iᵀ`` (Shark).
 
-        Equals ``weight_`` (what the solver returned) to rounding; ``Σ_i DV(t, i, c)`` is
-        ``w_cᵀ z_t`` (textbook) or ``2 w_cᵀ z_t`` (Shark).
+        ``Σ_i DV(t, i, c)`` is ``w_cᵀ z_t`` (textbook) or ``2 w_cᵀ z_t`` (Shark).
+
+        Returns
+        -------
+        ndarray of shape (K, D)
+            Equals ``weight_`` (what the solver returned) to rounding.
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
         """
         self._check_fitted()
         factor = 0.5 if self.convention == "shark" else 1.0
@@ -186,7 +295,7 @@ class DualView(Explainer):
         self._check_fitted()
         support = np.any(self.beta_ != 0, axis=1)
         total = self.alpha_.sum(axis=1)
-        at_bound = support & np.isclose(total, float(self.C), rtol=1e-9, atol=0.0)
+        at_bound = support & np.isclose(total, self.C_, rtol=1e-9, atol=0.0)
         n_classes = self.beta_.shape[1]
         return {
             "n_support": int(support.sum()),

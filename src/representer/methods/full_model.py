@@ -54,8 +54,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .._progress import progress_bar
-from .._validation import as_labels, check_positive
+from .._params import Boolean, NoneValue, Options, Strings, non_negative, positive
+from .._validation import check_positive
 from ..engine import (
     BilinearKernel,
     CoefficientKernel,
@@ -128,6 +128,14 @@ class _FullModelExplainer(Explainer):
     """
 
     _copies: ClassVar[int] = 1
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "params": [NoneValue(), Strings()],
+        "compute_dtype": [Options(("float32", "float64"))],
+        "projection_dim": [NoneValue(), Options(("auto",)), positive(int)],
+        "projection": [Options(("gaussian", "rademacher"))],
+        "seed": [non_negative(int)],
+        "progress": [NoneValue(), Boolean()],
+    }
 
     def __init__(
         self,
@@ -142,7 +150,7 @@ class _FullModelExplainer(Explainer):
         **engine: Any,
     ) -> None:
         super().__init__(model, **engine)
-        self.params = None if params is None else list(params)
+        self.params = params
         self.compute_dtype = compute_dtype
         self.projection_dim = projection_dim
         self.projection = projection
@@ -180,11 +188,6 @@ class _FullModelExplainer(Explainer):
         return self._gradient_cache
 
     # ------------------------------------------------------------------ the stored gradients
-    def _check_projection(self) -> None:
-        dim = self.projection_dim
-        if dim is not None and dim != "auto" and (isinstance(dim, bool) or int(dim) != dim or dim < 1):
-            raise InputError(f"`projection_dim` must be None, 'auto' or a positive integer; got {dim!r}.")
-
     def _resolve_projection(self, parts: tuple[Part, ...], n: int) -> None:
         """Fix the projection from the first block's layout (``projection_dim="auto"``: by the store's size)."""
         exact_bytes = n * self._copies * sum(p.width for p in parts) * self._store_dtype().itemsize
@@ -280,29 +283,29 @@ class _FullModelExplainer(Explainer):
     # ------------------------------------------------------------------ fitting
     def fit(self, X: Any, y: Any) -> "_FullModelExplainer":
         """Compute per-example training gradients of the whole network and the method's train-side state."""
-        self.model_ = self._adapter()
-        self._network_cache = None
-        self._gradient_cache = None
-        self._store_cache = None
-        self._projector_cache = None
-        self._check_projection()
-        network = self.network()
-        self.y_ = as_labels(y, "y", n=_row_count(X), n_classes=self.model_.n_classes)
-        self._data = LabelledData(X, self.y_, self.model_.batch_size)
-        self._train_logits: np.ndarray | None = None
-        self.fit_report_ = {}
-        self._fit(None, self.y_)
-        logits = self._train_logits
-        self.train_features_ = logits if logits is not None else network.logits(X, self.model_.batch_size)
-        self._finish_store()
-        self.fit_report_.update(
-            {
-                "n_params": network.params.n_params,
-                "gradient_route": self._gradients().route,
-                "parameter_fingerprint": parameter_fingerprint(self.model_.net),
-            }
-        )
-        self._finish_fit()
+        with self._fitting():
+            self.model_ = self._adapter()
+            self._network_cache = None
+            self._gradient_cache = None
+            self._store_cache = None
+            self._projector_cache = None
+            network = self.network()
+            self.y_ = self._labels(y, _row_count(X))
+            self._data = LabelledData(X, self.y_, self.model_.batch_size)
+            self._train_logits: np.ndarray | None = None
+            self.fit_report_ = {}
+            self._fit(None, self.y_)
+            logits = self._train_logits
+            self.train_features_ = logits if logits is not None else network.logits(X, self.model_.batch_size)
+            self._finish_store()
+            self.fit_report_.update(
+                {
+                    "n_params": network.params.n_params,
+                    "gradient_route": self._gradients().route,
+                    "parameter_fingerprint": parameter_fingerprint(self.model_.net),
+                }
+            )
+            self._finish_fit()
         return self
 
     @classmethod
@@ -401,6 +404,21 @@ class FullModelInfluence(_FullModelExplainer):
     """
 
     name = "influence_full"
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "hessian": [Options(_BACKENDS)],
+        "damping": [Options(("auto",)), non_negative(float)],
+        "curvature": [Options(("ggn", "hessian"))],
+        "denominators": [Options(("auto", "backend", "ekfac"))],
+        "cg_tol": [positive(float)],
+        "cg_max_iter": [positive(int)],
+        "lissa_depth": [positive(int)],
+        "lissa_scale": [NoneValue(), positive(float)],
+        "lissa_repeats": [positive(int)],
+        "lissa_batch_size": [NoneValue(), positive(int)],
+        "lissa_tol": [positive(float)],
+        "ekfac_samples": [NoneValue(), positive(int)],
+        "seed": [non_negative(int)],
+    }
 
     def __init__(
         self,
@@ -466,23 +484,17 @@ class FullModelInfluence(_FullModelExplainer):
         return super().save(path)
 
     # ------------------------------------------------------------------ fitting
+    def _check_model(self, adapter: Any) -> None:
+        self._check_options()
+
     def _check_options(self) -> None:
-        if self.hessian not in _BACKENDS:
-            raise InputError(f"`hessian` must be one of {_BACKENDS}; got {self.hessian!r}.")
-        if self.denominators not in ("auto", "backend", "ekfac"):
-            raise InputError(f"`denominators` must be 'auto', 'backend' or 'ekfac'; got {self.denominators!r}.")
+        """The checks across parameters (each one alone is checked by ``_parameter_constraints``)."""
         if self.curvature == "hessian" and self.hessian == "ekfac":
             raise InputError("EK-FAC approximates the Gauss–Newton matrix only; use curvature='ggn' with hessian='ekfac'.")
-        if isinstance(self.damping, str):
-            if self.damping != "auto":
-                raise InputError(f"`damping` must be a positive number or 'auto'; got {self.damping!r}.")
-            return
-        damping = check_positive(self.damping, "damping", allow_zero=True)
-        if damping == 0 and self.hessian in ("cg", "lissa", "ekfac", "exact"):
+        if self.damping == 0 and self.hessian in ("cg", "lissa", "ekfac", "exact"):
             raise InputError("`damping` must be > 0: the curvature of a softmax network is singular (e.g. damping='auto').")
 
     def _fit(self, logits: np.ndarray, y: np.ndarray) -> None:
-        self._check_options()
         self.train_inputs_ = _array_inputs(self._data.X) if self.hessian in ("cg", "lissa") else None
         state = self._fit_curvature()
         damping = self._resolve_damping(state)
@@ -681,6 +693,7 @@ class FullModelRelatIF(FullModelInfluence):
     """
 
     name = "relatif_full"
+    _parameter_constraints: ClassVar[dict[str, list]] = {"kind": [Options(("theta", "loss"))]}
 
     def __init__(self, model: Any, *, kind: Literal["theta", "loss"] = "theta", **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
@@ -732,6 +745,7 @@ class FullModelSimilarity(_FullModelExplainer):
     """
 
     name = "sim_full"
+    _parameter_constraints: ClassVar[dict[str, list]] = {"cosine": [Boolean()]}
 
     def __init__(
         self,
@@ -788,8 +802,17 @@ class TracInCP(_FullModelExplainer):
     ``Σ_c η_c ‖∇ℓ_i(θ_c)‖²``. Linear layers are stored as the factors of their rank-one gradients,
     ``√η_c δ`` and ``ã``, so the score of such a layer is ``η_c (δ_t·δ_i)(ã_t·ã_i)`` and the memory per
     training point is ``C · Σ_Linear (out + in + 1)`` (+ the dense size of other layers).
+
+    With ``params`` naming a subset of the layers, the gradients at checkpoint ``c`` are still taken
+    through the whole network *as it was at* ``c``: the other parameters and the buffers come from
+    the checkpoint too. Checkpoints that hold only the chosen parameters (a recorder with
+    ``params=``) leave the rest at the network's current weights, which is exact only if those
+    layers were frozen during training; ``fit_report_["other_layers"]`` says which applied.
+
     Fitted attributes: the stored gradient arrays ``grad{j}_{f}_`` (checkpoint-major),
-    ``checkpoints_`` ``(C, P)``, ``learning_rates_`` ``(C,)``, ``train_self_influence_`` ``(n,)``.
+    ``checkpoints_`` ``(C, P)``, ``checkpoint_context_`` ``(C, P_other)`` (the other parameters and
+    buffers of each checkpoint; ``(C, 0)`` when the checkpoints hold only the chosen ones),
+    ``learning_rates_`` ``(C,)``, ``train_self_influence_`` ``(n,)``.
     """
 
     name = "tracin_cp"
@@ -817,7 +840,7 @@ class TracInCP(_FullModelExplainer):
 
     @property
     def _fitted_arrays(self) -> tuple[str, ...]:  # type: ignore[override]
-        return (*self._store_arrays(), "checkpoints_", "learning_rates_", "train_self_influence_")
+        return (*self._store_arrays(), "checkpoints_", "checkpoint_context_", "learning_rates_", "train_self_influence_")
 
     def fit(self, X: Any, y: Any, *, checkpoints: Sequence[Mapping[str, Tensor]] = (), learning_rates: Sequence[float] = ()) -> "TracInCP":
         """Fit on training data with the saved ``checkpoints`` (state dicts) and their ``learning_rates``."""
@@ -829,24 +852,53 @@ class TracInCP(_FullModelExplainer):
         self._pending = (list(checkpoints), [check_positive(lr, "learning_rates") for lr in learning_rates])
         return super().fit(X, y)  # type: ignore[return-value]
 
-    def _checkpoint_vector(self, state: Mapping[str, Tensor]) -> np.ndarray:
-        names = self.network().params.names
+    def _checkpoint_vector(self, state: Mapping[str, Tensor], names: Sequence[str]) -> np.ndarray:
+        """The entries ``names`` of ``state``, flattened in float64 (shapes checked against the network)."""
+        own = self.model_.net.state_dict()
         missing = [n for n in names if n not in state]
         if missing:
             raise InputError(f"A checkpoint lacks parameters {missing[:3]}; pass full `state_dict()`s of the network.")
-        return torch.cat([torch.as_tensor(state[n]).detach().reshape(-1).to(torch.float64).cpu() for n in names]).numpy()
+        for n in names:
+            if tuple(torch.as_tensor(state[n]).shape) != tuple(own[n].shape):
+                raise InputError(
+                    f"A checkpoint does not fit the network: `{n}` has shape {tuple(torch.as_tensor(state[n]).shape)} there "
+                    f"and {tuple(own[n].shape)} in the network (another architecture)."
+                )
+        parts = [torch.as_tensor(state[n]).detach().reshape(-1).to(torch.float64).cpu() for n in names]
+        return torch.cat(parts).numpy() if parts else np.zeros(0)
+
+    def _context_names(self) -> list[str]:
+        """Parameters outside ``params`` and the buffers: the rest of the network at a checkpoint."""
+        network = self.network()
+        return [*network.frozen, *network.buffers]
+
+    def _load_context(self, flat: np.ndarray) -> None:
+        """Set the network's other parameters and buffers from a ``checkpoint_context_`` row."""
+        network = self.network()
+        own = self.model_.net.state_dict()
+        offset = 0
+        for name in self._context_names():
+            size = own[name].numel()
+            value = torch.as_tensor(flat[offset : offset + size]).reshape(own[name].shape)
+            offset += size
+            target = network.frozen if name in network.frozen else network.buffers
+            dtype = network.dtype if own[name].is_floating_point() else own[name].dtype
+            target[name] = value.to(network.device, dtype)
 
     def _per_checkpoint(self, data: LabelledData | None, classes: np.ndarray, desc: str):
         """``(c, start, √η_c-scaled block)`` over checkpoints (outer loop) and batches of ``data`` (``None``: training set)."""
         network = self.network()
         original = network.flat_parameters()
+        original_context = (dict(network.frozen), dict(network.buffers))
         n_ckpt = len(self.learning_rates_)
         try:
-            for c, (theta, lr) in enumerate(zip(self.checkpoints_, self.learning_rates_)):
+            for c, (theta, context, lr) in enumerate(zip(self.checkpoints_, self.checkpoint_context_, self.learning_rates_)):
                 network.load_flat(torch.as_tensor(theta))
+                if context.size:
+                    self._load_context(context)
                 label = f"{desc} (checkpoint {c + 1}/{n_ckpt})" if n_ckpt > 1 else desc
                 if data is None:
-                    current = self._train_logits is None and torch.equal(network.flat_parameters(), original)
+                    current = self._train_logits is None and self._at_current_weights(original, original_context)
                     blocks = self._train_blocks(classes, "loss", label, record_logits=current)
                 else:
                     blocks = self._gradients().iterate(data, classes, "loss", progress=self.progress, desc=label)
@@ -854,17 +906,40 @@ class TracInCP(_FullModelExplainer):
                     yield c, start, block.scaled(float(lr) ** 0.5)
         finally:
             network.load_flat(original)
+            network.frozen, network.buffers = original_context
+
+    def _at_current_weights(self, original: Tensor, context: tuple[dict, dict]) -> bool:
+        """Whether the network now holds the weights it was given (its logits are then ``train_features_``)."""
+        network = self.network()
+        same = torch.equal(network.flat_parameters(), original)
+        for now, given in zip((network.frozen, network.buffers), context):
+            same = same and all(torch.equal(now[k], given[k]) for k in given)
+        return same
 
     def _fit(self, logits: np.ndarray, y: np.ndarray) -> None:
         checkpoints, learning_rates = self._pending
-        self.checkpoints_ = np.stack([self._checkpoint_vector(s) for s in checkpoints])
+        chosen, context = self.network().params.names, self._context_names()
+        self.checkpoints_ = np.stack([self._checkpoint_vector(s, chosen) for s in checkpoints])
+        holds_context = [all(n in s for n in context) for s in checkpoints]
+        if any(holds_context) and not all(holds_context):
+            raise InputError(
+                "Some checkpoints hold the whole network and others only some parameters; pass checkpoints of one kind."
+            )
+        self.checkpoint_context_ = (
+            np.stack([self._checkpoint_vector(s, context) for s in checkpoints])
+            if all(holds_context) else np.zeros((len(checkpoints), 0))
+        )
         self.learning_rates_ = np.asarray(learning_rates, dtype=np.float64)
         influence = np.zeros(y.shape[0])
         for c, start, block in self._per_checkpoint(None, y, "training gradients"):
             stored = self._store_block(start, block, copy=c)
             influence[start : start + block.b] += stored.sq_norms().cpu().numpy()
         self.train_self_influence_ = influence
-        self.fit_report_["n_checkpoints"] = len(checkpoints)
+        self.fit_report_.update({
+            "n_checkpoints": len(checkpoints),
+            "other_layers": "from each checkpoint" if self.checkpoint_context_.shape[1] or not context
+            else "the network's current weights (checkpoints hold only the chosen parameters)",
+        })
 
     def _build_kernel(self) -> BilinearKernel:
         return self._kernel(solved=False)

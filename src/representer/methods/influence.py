@@ -51,17 +51,17 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 
 from .. import head as hm
-from .._validation import check_positive
+from .._params import Options, non_negative
 from ..engine import BilinearKernel, GradientKernel, KroneckerKernel, TestFactors
 from ..errors import InputError, RepresenterError
 from .base import Explainer
-from .common import output_and_sign
+from ..head import output_and_sign
 
 Tensor = torch.Tensor
 HessianName = Literal["exact", "kfac", "ekfac", "identity"]
@@ -230,19 +230,36 @@ def blockwise_forms(inverse: InverseHessian, r: Tensor, x: Tensor) -> tuple[Tens
 class InfluenceFunction(Explainer):
     """Influence of training points on the test loss, ``I(t, i) = g_tᵀH⁻¹g_i`` (positive = helpful).
 
-    Args:
-        model: a :class:`~representer.TorchClassifier`, :class:`~representer.Features` or ``nn.Module``.
-        hessian: ``"exact"``, ``"ekfac"``, ``"kfac"`` or ``"identity"`` (see the module docstring).
-        damping: ``λ`` added to the Hessian. Set it to the head's L2 coefficient (objective
-            ``mean loss + (λ/2)‖Θ‖²``) to make ``H`` the true Hessian; softmax heads need ``λ > 0``.
-            Not used by ``"identity"``.
+    Parameters
+    ----------
+    model : TorchClassifier, Features or nn.Module
+        The classifier to explain (an ``nn.Module`` is wrapped in :class:`~representer.TorchClassifier`).
+    hessian : {"exact", "ekfac", "kfac", "identity"}, default "exact"
+        How ``H`` is represented and inverted: exactly (Cholesky), by Kronecker factors (K-FAC, or EK-FAC with
+        eigenvalue corrections), or as the identity (plain gradient dot products).
+    damping : float, default 0.001
+        ``λ`` added to the Hessian. Set it to the head's L2 coefficient (objective ``mean loss + (λ/2)‖Θ‖²``)
+        to make ``H`` the true Hessian; softmax heads need ``λ > 0``. Not used by ``"identity"``.
+    **engine
+        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names`` (see :class:`Explainer`).
 
-    Fitted attributes: ``residuals_`` ``(n, K)`` (``r_i``), ``train_self_influence_``
-    ``(n,)`` (``g_iᵀH⁻¹g_i``), ``inverse_gradient_norms_`` ``(n,)`` (``‖H⁻¹g_i‖``, which is ``n ‖Δθ‖``
-    of leave-one-out to first order), and the backend's tensors as ``hessian_<name>_``.
+    Attributes
+    ----------
+    residuals_ : ndarray of shape (n, K)
+        The ``r_i``.
+    train_self_influence_ : ndarray of shape (n,)
+        ``g_iᵀH⁻¹g_i``.
+    inverse_gradient_norms_ : ndarray of shape (n,)
+        ``‖H⁻¹g_i‖``, which is ``n ‖Δθ‖`` of leave-one-out to first order.
+    hessian_<name>_ : Tensor
+        The backend's tensors.
     """
 
     name = "influence"
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "hessian": [Options(("exact", "kfac", "ekfac", "identity"))],
+        "damping": [non_negative(float)],
+    }
 
     def __init__(self, model: Any, *, hessian: HessianName = "exact", damping: float = 1e-3, **engine: Any) -> None:
         super().__init__(model, **engine)
@@ -254,14 +271,16 @@ class InfluenceFunction(Explainer):
         names = tuple(f"hessian_{f.name}_" for f in fields(_backend(self.hessian)))  # type: ignore[arg-type]
         return ("residuals_", "train_self_influence_", "inverse_gradient_norms_", *names)
 
-    def _fit(self, phi: np.ndarray, y: np.ndarray) -> None:
-        backend = _backend(self.hessian)
-        damping = check_positive(self.damping, "damping", allow_zero=True)
-        if damping == 0 and self.model_.n_outputs > 1 and self.hessian != "identity":
+    def _check_model(self, adapter: Any) -> None:
+        if self.damping == 0 and adapter.n_outputs > 1 and self.hessian != "identity":
             raise InputError(
                 "`damping` must be > 0 for a softmax head: its Hessian is singular along shifts of all logits "
                 "(use the head's L2 coefficient, or e.g. 1e-3)."
             )
+
+    def _fit(self, phi: np.ndarray, y: np.ndarray) -> None:
+        backend = _backend(self.hessian)
+        damping = float(self.damping)
         x = self._train_tilde()
         p = hm.probabilities(hm.logits(x, self._theta()))
         r = p - hm.one_hot_targets(torch.as_tensor(y, device=x.device), self.model_.n_outputs)
@@ -309,9 +328,26 @@ class InfluenceFunction(Explainer):
         return self.train_self_influence_
 
     def test_self_influence(self, X: Any, target: Any = "predicted", y: Any = None) -> np.ndarray:
-        """``g_tᵀH⁻¹g_t`` for each row of ``X`` (explained class as in :meth:`explain`).
+        """``g_tᵀH⁻¹g_t`` for each row of ``X``: a test point's influence on itself.
 
         Its square root bounds ``|ℓ-RelatIF(t, i)|`` (Cauchy–Schwarz in the ``H⁻¹`` inner product).
+
+        Parameters
+        ----------
+        X, target, y
+            As for :meth:`explain` (the gradient is that of the explained class's loss).
+
+        Returns
+        -------
+        ndarray of shape (m,)
+            Non-negative, float64.
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+        InputError
+            ``X`` of the wrong shape or dtype, or a bad ``target``.
         """
         self._check_fitted()
         phi = self.model_.features(X)

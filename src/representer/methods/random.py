@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..engine import BilinearKernel, TestFactors
-from ..errors import InputError
+from .._params import Interval
 from .base import Explainer
 
 Tensor = torch.Tensor
@@ -79,32 +79,32 @@ class RandomKernel(BilinearKernel):
 class RandomAttribution(Explainer):
     """Random scores in ``[−1, 1)``, reproducible from ``seed`` (see the module docstring).
 
-    Args:
-        model: a :class:`~representer.TorchClassifier`, :class:`~representer.Features` or ``nn.Module``
-            (only used to compute the features that identify a test point).
-        seed: integer seed; the same seed gives the same scores and the same self-influence order.
+    Parameters
+    ----------
+    model : TorchClassifier, Features or nn.Module
+        Only used to compute the features that identify a test point.
+    seed : int, default 0
+        The same seed gives the same scores and the same self-influence order.
+    **engine
+        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names`` (see :class:`Explainer`).
     """
 
     name = "random"
     _fitted_arrays: ClassVar[tuple[str, ...]] = ()
+    _parameter_constraints: ClassVar[dict[str, list]] = {"seed": [Interval(int, 0, 2**64 - 1)]}
 
     def __init__(self, model: Any, *, seed: int = 0, **engine: Any) -> None:
         super().__init__(model, **engine)
         self.seed = seed
 
-    def _checked_seed(self) -> int:
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-            raise InputError(f"`seed` must be a non-negative integer; got {self.seed!r}.")
-        return int(self.seed)
-
     def _fit(self, phi: np.ndarray, y: np.ndarray) -> None:
-        self.fit_report_ = {"seed": self._checked_seed()}
+        self.fit_report_ = {"seed": int(self.seed)}
 
     def _build_kernel(self) -> RandomKernel:
         return RandomKernel(n_train=int(self.train_features_.shape[0]))
 
     def _test_factors(self, phi: np.ndarray, target: np.ndarray) -> TestFactors:
-        seed = self._checked_seed().to_bytes(8, "little")
+        seed = int(self.seed).to_bytes(8, "little")
         keys = np.empty((phi.shape[0], 2), dtype=np.float64)
         for t, row in enumerate(np.ascontiguousarray(phi, dtype=np.float64)):
             digest = int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8, key=seed).digest(), "little")
@@ -113,4 +113,4 @@ class RandomAttribution(Explainer):
         return TestFactors({"key": torch.as_tensor(keys)}, torch.zeros(m, dtype=torch.long), torch.ones(m, dtype=torch.float64))
 
     def _self_influence(self) -> np.ndarray:
-        return np.random.default_rng(self._checked_seed()).random(self.train_features_.shape[0])
+        return np.random.default_rng(int(self.seed)).random(self.train_features_.shape[0])

@@ -24,11 +24,11 @@ training point with a zero gradient then scores 0).
 from __future__ import annotations
 
 import warnings
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from ..errors import InputError
+from .._params import Options
 from .influence import HessianName, InfluenceFunction
 
 #: Denominator floor, as in dattri's ``relatif_method``.
@@ -38,17 +38,27 @@ DENOMINATOR_FLOOR = 1e-12
 class RelatIF(InfluenceFunction):
     """Relative influence: ``I(t, i) / ‖H⁻¹g_i‖`` (``kind="theta"``) or ``I(t, i) / √(g_iᵀH⁻¹g_i)`` (``"loss"``).
 
-    Args:
-        model: a :class:`~representer.TorchClassifier`, :class:`~representer.Features` or ``nn.Module``.
-        kind: ``"theta"`` (θ-RelatIF) or ``"loss"`` (ℓ-RelatIF).
-        hessian, damping: as for :class:`~representer.methods.influence.InfluenceFunction`.
+    Parameters
+    ----------
+    model : TorchClassifier, Features or nn.Module
+        The classifier to explain (an ``nn.Module`` is wrapped in :class:`~representer.TorchClassifier`).
+    kind : {"theta", "loss"}, default "theta"
+        The normaliser: ``"theta"`` (θ-RelatIF, ``‖H⁻¹g_i‖``) or ``"loss"`` (ℓ-RelatIF, ``√(g_iᵀH⁻¹g_i)``).
+    hessian, damping
+        As for :class:`~representer.InfluenceFunction`.
+    **engine
+        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names`` (see :class:`Explainer`).
 
-    Fitted attributes: those of influence, plus ``denominators_`` ``(n,)`` (clamped) and
-    ``fit_report_["n_clamped"]``. :meth:`self_influence` is the relative score of a point on
-    itself, ``g_iᵀH⁻¹g_i / denominator_i``.
+    Attributes
+    ----------
+    denominators_ : ndarray of shape (n,)
+        The normalisers (clamped), besides those of influence; ``fit_report_["n_clamped"]`` counts the
+        clamped ones. :meth:`self_influence` is the relative score of a point on itself,
+        ``g_iᵀH⁻¹g_i / denominator_i``.
     """
 
     name = "relatif"
+    _parameter_constraints: ClassVar[dict[str, list]] = {"kind": [Options(("theta", "loss"))]}
 
     def __init__(
         self,
@@ -67,8 +77,6 @@ class RelatIF(InfluenceFunction):
         return (*super()._fitted_arrays, "denominators_")
 
     def _fit(self, phi: np.ndarray, y: np.ndarray) -> None:
-        if self.kind not in ("theta", "loss"):
-            raise InputError(f"`kind` must be 'theta' (θ-RelatIF) or 'loss' (ℓ-RelatIF); got {self.kind!r}.")
         super()._fit(phi, y)
         if self.kind == "theta":
             raw = self.inverse_gradient_norms_

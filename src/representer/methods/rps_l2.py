@@ -1,11 +1,19 @@
 """RPS-L2: Representer Point Selection (Yeh, Kim, Yen, Ravikumar, NeurIPS 2018).
 
-The given head ``Θ_given`` is refit ("student") to the model's own probabilities
-``q_i = softmax(Θ_given φ̃_i)`` ("teacher") with an L2 penalty (spec §2.2):
+The head is refit ("student") with an L2 penalty to targets ``q_i`` (spec §2.2):
 
     Θ* = argmin_Θ (1/n) Σ_i ℓ(Θ φ̃_i, q_i) + λ ‖Θ‖_F²,
 
 with ``φ̃ = [φ; 1]`` (the bias is folded in and penalised, as in the original code and quanda).
+The targets are chosen by ``refit``:
+
+* ``"teacher"`` (default, the paper's Eq. (4), for explaining a given model): the model's own
+  probabilities ``q_i = softmax(Θ_given φ̃_i)``; the given labels are not used.
+* ``"labels"`` (the paper's Eq. (3), its data-debugging experiment §4.1): the given labels,
+  ``q_i = e_{y_i}``. The student is then an explainable model *of the labels*, and
+  ``|α_{i,y_i}| = (1 − p_{i,y_i}) / (2λn)`` ranks training points by how little an L2-smoothed head
+  on the model's features believes their label — the ranking the paper uses to find wrong labels.
+
 At a stationary point the representer theorem gives ``Θ* = Σ_i α_i φ̃_iᵀ`` with
 
     α_ic = −(p_ic − q_ic) / (2 λ n),     p_i = softmax(Θ* φ̃_i),
@@ -18,6 +26,8 @@ how well the decomposition reproduces the teacher.
 
 Departures from the reference, on purpose: float64 and a gradient-norm stopping rule; the ``+1``
 in the kernel, so that ``Σ_i`` of the representer values is exactly the student's logit.
+With ``refit="labels"`` the student explains the labels, not the model: ``fit_report_``'s fidelity
+numbers then say how far the two are apart.
 """
 
 from __future__ import annotations
@@ -28,35 +38,61 @@ import numpy as np
 import torch
 
 from .. import head as hm
-from .._validation import check_positive
+from .._params import Options, non_negative, positive
 from ..engine import CoefficientKernel, TestFactors
-from ..errors import InputError, ModelError
+from ..errors import ModelError
 from ..models.trees import TreeEnsemble
 from ..solvers.softmax_head import fit_softmax_head
-from .base import Explainer
-from .common import class_columns, output_and_sign
+from .base import _RefitExplainer
+from ..head import class_columns, output_and_sign
 
 
-class RPSL2(Explainer):
+class RPSL2(_RefitExplainer):
     """Representer Point Selection with an L2-regularised head refit.
 
-    Args:
-        model: a :class:`~representer.TorchClassifier`, :class:`~representer.Features` or ``nn.Module``.
-        lam: the L2 strength λ (default 0.003, as in every reference implementation).
-        tol: stop when the Frobenius norm of the refit's gradient is ≤ ``tol``.
-        max_iter: Newton iterations at most.
-        self_influence_mode: ``"label"`` ranks by ``|α_{i,y_i}|`` (paper, quanda); ``"teacher"`` by
-            the teacher-weighted ``Σ_c q_ic |α_ic|`` of the released RPS code.
+    Parameters
+    ----------
+    model : TorchClassifier, Features or nn.Module
+        The classifier to explain (an ``nn.Module`` is wrapped in :class:`~representer.TorchClassifier`).
+    lam : float, default 0.003
+        The L2 strength λ of the refit head (0.003 in every reference implementation).
+    tol : float, default 1e-10
+        Stop the refit when the Frobenius norm of its gradient is ≤ ``tol``.
+    max_iter : int, default 100
+        Newton iterations of the refit at most.
+    self_influence_mode : {"label", "teacher"}, default "label"
+        What :meth:`self_influence` ranks by: ``"label"`` ``|α_{i,y_i}|`` (the paper, quanda); ``"teacher"``
+        the teacher-weighted ``Σ_c q_ic |α_ic|`` of the released RPS code.
+    refit : {"teacher", "labels"}, default "teacher"
+        What the head is refit to: ``"teacher"`` the model's own probabilities (Eq. (4), for explanations);
+        ``"labels"`` the given labels (Eq. (3), the paper's data-debugging model, §4.1).
+    **engine
+        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names`` (see :class:`Explainer`).
 
-    Fitted attributes: ``alpha_`` ``(n, K)``, ``theta_`` ``(K, D+1)`` (student head, bias last),
-    ``teacher_`` ``(n, K)``, ``fit_report_`` (gradient norm, iterations, fidelity, and ``converged`` /
-    ``reason`` from :func:`~representer.solvers.newton.newton_cg`: a refit that stalls at the float64
-    round-off floor above ``tol`` stops early with ``converged=False``, and warns only if its gradient
-    norm exceeds ``100 · tol``).
+    Attributes
+    ----------
+    alpha_ : ndarray of shape (n, K)
+        The representer values ``α``.
+    theta_ : ndarray of shape (K, D+1)
+        The student head, bias last.
+    teacher_ : ndarray of shape (n, K)
+        The refit's targets: the model's probabilities, or one-hot labels with ``refit="labels"``.
+    fit_report_ : dict
+        Gradient norm, iterations, fidelity, and ``converged`` / ``reason`` from
+        :func:`~representer.solvers.newton.newton_cg`: a refit that stalls at the float64 round-off floor
+        above ``tol`` stops early with ``converged=False``, and warns only if its gradient norm exceeds
+        ``100 · tol``.
     """
 
     name = "rps_l2"
     _fitted_arrays: ClassVar[tuple[str, ...]] = ("alpha_", "theta_", "teacher_")
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "lam": [positive(float)],
+        "tol": [non_negative(float)],
+        "max_iter": [positive(int)],
+        "self_influence_mode": [Options(("label", "teacher"))],
+        "refit": [Options(("teacher", "labels"))],
+    }
 
     def __init__(
         self,
@@ -66,6 +102,7 @@ class RPSL2(Explainer):
         tol: float = 1e-10,
         max_iter: int = 100,
         self_influence_mode: Literal["label", "teacher"] = "label",
+        refit: Literal["teacher", "labels"] = "teacher",
         **engine: Any,
     ) -> None:
         super().__init__(model, **engine)
@@ -73,16 +110,11 @@ class RPSL2(Explainer):
         self.tol = tol
         self.max_iter = max_iter
         self.self_influence_mode = self_influence_mode
+        self.refit = refit
 
-    def fit(self, X: Any, y: Any, *, eval_X: Any = None) -> "RPSL2":
-        """Refit the head and compute α. ``eval_X`` (optional) adds test-set fidelity to ``fit_report_``."""
-        super().fit(X, y)
-        if eval_X is not None:
-            self.fit_report_["eval"] = self.fidelity(eval_X)
-        return self
 
-    def _fit(self, phi: np.ndarray, y: np.ndarray) -> None:
-        if isinstance(self.model_, TreeEnsemble):
+    def _check_model(self, adapter: Any) -> None:
+        if isinstance(adapter, TreeEnsemble):
             raise ModelError(
                 "RPS-L2 does not apply to tree ensembles: it refits the head with an L2 penalty, but a booster's "
                 "head (weight 1 per tree plus the base margin) is not the optimum of any L2-regularised loss, so the "
@@ -91,12 +123,15 @@ class RPSL2(Explainer):
                 "the TreeEnsemble; to study the refit anyway, pass Features(trees.weight, trees.bias) and "
                 "trees.features(X)."
             )
-        lam = check_positive(self.lam, "lam")
-        if self.self_influence_mode not in ("label", "teacher"):
-            raise InputError(f"`self_influence_mode` must be 'label' or 'teacher'; got {self.self_influence_mode!r}.")
+
+    def _fit(self, phi: np.ndarray, y: np.ndarray) -> None:
+        lam = float(self.lam)
         x = self._train_tilde()
         theta_given = self._theta()
-        q = hm.probabilities(hm.logits(x, theta_given))
+        if self.refit == "labels":
+            q = hm.one_hot_targets(torch.as_tensor(y, device=x.device), self.model_.n_outputs)
+        else:
+            q = hm.probabilities(hm.logits(x, theta_given))
         n = x.shape[0]
 
         result = fit_softmax_head(x, q, lam, theta0=theta_given, tol=float(self.tol), max_iter=int(self.max_iter))
@@ -106,6 +141,7 @@ class RPSL2(Explainer):
         self.theta_ = theta.cpu().numpy()
         self.teacher_ = q.cpu().numpy()
         self.fit_report_ = {
+            "refit": self.refit,
             "grad_norm": result.grad_norm,
             "objective": result.value,
             "newton_iterations": result.n_iter,
@@ -120,7 +156,13 @@ class RPSL2(Explainer):
         return CoefficientKernel(x=torch.as_tensor(self.train_features_tilde()), coef=torch.as_tensor(self.alpha_))
 
     def train_features_tilde(self) -> np.ndarray:
-        """Training features with the ones column, ``(n, D+1)``."""
+        """The training features with the ones column.
+
+        Returns
+        -------
+        ndarray of shape (n, D+1)
+            ``[φ_i, 1]`` per row.
+        """
         return np.concatenate([self.train_features_, np.ones((self.train_features_.shape[0], 1))], axis=1)
 
     def _test_factors(self, phi: np.ndarray, target: np.ndarray) -> TestFactors:
@@ -135,17 +177,40 @@ class RPSL2(Explainer):
         return (np.abs(alpha) * class_columns(self.teacher_, probabilities=True)).sum(axis=1)
 
     def representer_weights(self) -> np.ndarray:
-        """``Σ_i φ̃_i α_iᵀ`` as a ``(K, D+1)`` head: equals ``theta_`` at a stationary point."""
+        """The head the representer values rebuild: ``Σ_i α_i φ̃_iᵀ``.
+
+        Returns
+        -------
+        ndarray of shape (K, D+1)
+            Equals ``theta_`` at a stationary point (bias last).
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+        """
         self._check_fitted()
         return self.alpha_.T @ self.train_features_tilde()
 
     def fidelity(self, X: Any) -> dict[str, float]:
         """How well the representer decomposition reproduces the model on ``X`` (spec §2.6).
 
-        Returns the Pearson correlation and mean absolute difference between the teacher's
-        probabilities and those of the reconstructed head ``Σ_i φ̃_i α_iᵀ`` (flattened over rows and
-        classes), the max logit error against the student head ``Θ*`` (stationarity) and against the
-        original model.
+        Parameters
+        ----------
+        X : array-like of m inputs
+            As for :meth:`explain`.
+
+        Returns
+        -------
+        dict of str to float
+            ``pearson`` and ``mean_abs_prob_diff`` between the teacher's probabilities and those of the
+            reconstructed head ``Σ_i α_i φ̃_iᵀ`` (flattened over rows and classes);
+            ``max_logit_error_vs_student`` (stationarity of ``Θ*``) and ``max_logit_error_vs_model``.
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
         """
         self._check_fitted()
         phi = self.model_.features(X)

@@ -55,48 +55,53 @@ import numpy as np
 import torch
 
 from .. import head as hm
-from .._validation import check_positive
+from .._params import non_negative
 from ..engine import ClassFactorKernel, TestFactors
 from ..models import predicted_class
-from .base import Explainer
-from .common import output_and_sign
+from .base import _RefitExplainer
+from ..head import output_and_sign
 
 _SOLVE_BLOCK_FLOATS = 1 << 22
 
 
-class RPSLJE(Explainer):
+class RPSLJE(_RefitExplainer):
     """Representer points from a local Jacobian (one Newton step) expansion of the head.
 
-    Args:
-        model: a :class:`~representer.TorchClassifier`, :class:`~representer.Features` or ``nn.Module``.
-        gamma: learning rate ``γ ≥ 0`` of the single full-batch ascent step that gives ``Θ*``
-            (default 0.01 as in the paper's case studies; 1e-5 in its data-debugging runs).
-        damping: added to the Hessian's diagonal before the Cholesky factorisation (``≥ 0``). The
-            softmax shift null space is handled exactly without it (module docstring); raise it if
-            the features are rank deficient and the factorisation fails.
+    Parameters
+    ----------
+    model : TorchClassifier, Features or nn.Module
+        The classifier to explain (an ``nn.Module`` is wrapped in :class:`~representer.TorchClassifier`).
+    gamma : float, default 0.01
+        Learning rate ``γ ≥ 0`` of the single full-batch ascent step that gives ``Θ*`` (0.01 as in the paper's
+        case studies; 1e-5 in its data-debugging runs).
+    damping : float, default 1e-8
+        Added to the Hessian's diagonal before the Cholesky factorisation (``≥ 0``). The softmax shift null
+        space is handled exactly without it (module docstring); raise it if the features are rank deficient
+        and the factorisation fails.
+    **engine
+        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names`` (see :class:`Explainer`).
 
-    Fitted attributes: ``weights_`` ``(n, K, D)`` (the ``W_i``, bias last when the head has one),
-    ``theta_star_`` ``(K, D)`` and ``fit_report_`` with
-
-    * ``newton_identity_error``: ``max |Σ_i W_i − (Θ* − unvec(H⁻¹ḡ(Θ*)))|`` (≈ 1e-12: bookkeeping);
-    * ``grad_norm_at_model`` / ``grad_norm_at_reconstruction``: ``‖ḡ‖_F`` at ``Θ†`` and at ``Σ_i W_i``;
-    * ``train``: :meth:`fidelity` on the training set (``Σ_i W_i x̃_t`` against the model's logits).
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n, K, D)
+        The ``W_i``, bias last when the head has one.
+    theta_star_ : ndarray of shape (K, D)
+        The head after the ascent step.
+    fit_report_ : dict
+        ``newton_identity_error``: ``max |Σ_i W_i − (Θ* − unvec(H⁻¹ḡ(Θ*)))|`` (≈ 1e-12: bookkeeping);
+        ``grad_norm_at_model`` / ``grad_norm_at_reconstruction``: ``‖ḡ‖_F`` at ``Θ†`` and at ``Σ_i W_i``;
+        ``train``: :meth:`fidelity` on the training set (``Σ_i W_i x̃_t`` against the model's logits).
     """
 
     name = "rps_lje"
     _fitted_arrays: ClassVar[tuple[str, ...]] = ("weights_", "theta_star_")
+    _parameter_constraints: ClassVar[dict[str, list]] = {"gamma": [non_negative(float)], "damping": [non_negative(float)]}
 
     def __init__(self, model: Any, *, gamma: float = 0.01, damping: float = 1e-8, **engine: Any) -> None:
         super().__init__(model, **engine)
         self.gamma = gamma
         self.damping = damping
 
-    def fit(self, X: Any, y: Any, *, eval_X: Any = None) -> "RPSLJE":
-        """Compute ``Θ*`` and every ``W_i``. ``eval_X`` (optional) adds test-set fidelity to ``fit_report_``."""
-        super().fit(X, y)
-        if eval_X is not None:
-            self.fit_report_["eval"] = self.fidelity(eval_X)
-        return self
 
     # ------------------------------------------------------------------ head inputs
     def _head_inputs(self, phi: np.ndarray) -> torch.Tensor:
@@ -111,8 +116,7 @@ class RPSLJE(Explainer):
 
     # ------------------------------------------------------------------ fitting
     def _fit(self, phi: np.ndarray, y: np.ndarray) -> None:
-        gamma = check_positive(self.gamma, "gamma", allow_zero=True)
-        damping = check_positive(self.damping, "damping", allow_zero=True)
+        gamma, damping = float(self.gamma), float(self.damping)
         x = self._head_inputs(phi)
         theta_model = self._head_theta()
         k = theta_model.shape[0]
@@ -171,15 +175,38 @@ class RPSLJE(Explainer):
 
     # ------------------------------------------------------------------ faithfulness
     def reconstructed_head(self) -> np.ndarray:
-        """``Σ_i W_i`` as a ``(K, D)`` head: the Newton iterate ``Θ* − unvec(H⁻¹ḡ(Θ*))``."""
+        """The head the ``W_i`` rebuild: ``Σ_i W_i``, the Newton iterate ``Θ* − unvec(H⁻¹ḡ(Θ*))``.
+
+        Returns
+        -------
+        ndarray of shape (K, D)
+            Bias last when the head has one.
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+        """
         self._check_fitted()
         return self.weights_.sum(axis=0)
 
     def fidelity(self, X: Any) -> dict[str, float]:
         """How well ``Σ_i W_i x̃_t`` (the sum of all scores for every class) reproduces the model on ``X``.
 
-        Returns the max and mean absolute logit error against the model's logits ``Θ†x̃_t`` and the
-        fraction of rows whose predicted class agrees.
+        Parameters
+        ----------
+        X : array-like of m inputs
+            As for :meth:`explain`.
+
+        Returns
+        -------
+        dict of str to float
+            ``max_logit_error_vs_model`` and ``mean_abs_logit_error_vs_model`` against the model's logits ``Θ†x̃_t``.
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
         """
         self._check_fitted()
         return self._fidelity_from_inputs(self._head_inputs(self.model_.features(X)))

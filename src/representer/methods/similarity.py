@@ -36,16 +36,18 @@ reports the debugging score the baseline naturally offers (larger = more suspici
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 
+from .._params import Boolean, Options, positive
 from ..engine import CoefficientKernel, TestFactors
 from ..engine import top_k as engine_top_k
-from ..errors import InputError
+from ..errors import InputError, RepresenterWarning
 from .base import Explainer
-from .common import output_and_sign
+from ..head import output_and_sign
 
 _METRICS = ("cosine", "dot", "l2")
 
@@ -59,17 +61,25 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
 class GradientSimilarity(Explainer):
     """SIM: similarity of the explained logit's head gradient to each training point's label-logit gradient.
 
-    Args:
-        model: a :class:`~representer.TorchClassifier`, :class:`~representer.Features` or ``nn.Module``.
-        cosine: also normalise the test gradient (symmetric cosine similarity); default ``False``
-            (one-sided, spec §4.5).
+    Parameters
+    ----------
+    model : TorchClassifier, Features or nn.Module
+        The classifier to explain (an ``nn.Module`` is wrapped in :class:`~representer.TorchClassifier`).
+    cosine : bool, default False
+        Also normalise the test gradient (symmetric cosine similarity); by default one-sided (spec §4.5).
+    **engine
+        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names`` (see :class:`Explainer`).
 
-    Fitted attributes: ``coef_`` ``(n, K)``: ``±1/‖x̃_i‖`` in the column of the training label
-    (binary head: one column, signed by the label), zeros elsewhere.
+    Attributes
+    ----------
+    coef_ : ndarray of shape (n, K)
+        ``±1/‖x̃_i‖`` in the column of the training label (binary head: one column, signed by the label),
+        zeros elsewhere.
     """
 
     name = "sim"
     _fitted_arrays: ClassVar[tuple[str, ...]] = ("coef_",)
+    _parameter_constraints: ClassVar[dict[str, list]] = {"cosine": [Boolean()]}
 
     def __init__(self, model: Any, *, cosine: bool = False, **engine: Any) -> None:
         super().__init__(model, **engine)
@@ -80,8 +90,6 @@ class GradientSimilarity(Explainer):
         return np.concatenate([phi, np.ones((phi.shape[0], 1))], axis=1) if self.model_.has_bias else phi
 
     def _fit(self, phi: np.ndarray, y: np.ndarray) -> None:
-        if not isinstance(self.cosine, bool):
-            raise InputError(f"`cosine` must be True or False; got {self.cosine!r}.")
         norms = np.linalg.norm(self._head_inputs(phi), axis=1)
         inverse_norms = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
         n = phi.shape[0]
@@ -107,17 +115,28 @@ class GradientSimilarity(Explainer):
 class FeatureSimilarity(Explainer):
     """kNN in feature space: training points ranked by similarity of ``φ`` to the test point's ``φ``.
 
-    Args:
-        model: a :class:`~representer.TorchClassifier`, :class:`~representer.Features` or ``nn.Module``.
-        metric: ``"cosine"`` (default), ``"dot"`` or ``"l2"`` (score ``−‖φ_t − φ_i‖²``).
-        n_neighbors: neighbours used by :meth:`self_influence` (label disagreement).
-
     Scores do not depend on the explained class (``target`` only labels the explanation).
-    Fitted attributes: ``center_`` ``(D,)``, the training mean used by ``"l2"`` (zeros otherwise).
+
+    Parameters
+    ----------
+    model : TorchClassifier, Features or nn.Module
+        The classifier to explain (an ``nn.Module`` is wrapped in :class:`~representer.TorchClassifier`).
+    metric : {"cosine", "dot", "l2"}, default "cosine"
+        Similarity of features: cosine, dot product, or ``−‖φ_t − φ_i‖²`` (``"l2"``).
+    n_neighbors : int, default 10
+        Neighbours whose labels :meth:`self_influence` compares with a point's own (label disagreement).
+    **engine
+        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names`` (see :class:`Explainer`).
+
+    Attributes
+    ----------
+    center_ : ndarray of shape (D,)
+        The training mean used by ``"l2"`` (zeros otherwise).
     """
 
     name = "knn"
     _fitted_arrays: ClassVar[tuple[str, ...]] = ("center_",)
+    _parameter_constraints: ClassVar[dict[str, list]] = {"metric": [Options(_METRICS)], "n_neighbors": [positive(int)]}
 
     def __init__(
         self, model: Any, *, metric: Literal["cosine", "dot", "l2"] = "cosine", n_neighbors: int = 10, **engine: Any
@@ -127,11 +146,18 @@ class FeatureSimilarity(Explainer):
         self.n_neighbors = n_neighbors
 
     def _fit(self, phi: np.ndarray, y: np.ndarray) -> None:
-        if self.metric not in _METRICS:
-            raise InputError(f"`metric` must be one of {_METRICS}; got {self.metric!r}.")
-        if int(self.n_neighbors) != self.n_neighbors or not 1 <= self.n_neighbors < phi.shape[0]:
+        if self.n_neighbors >= phi.shape[0]:
             raise InputError(
                 f"`n_neighbors` must be an integer in [1, n_train − 1] = [1, {phi.shape[0] - 1}]; got {self.n_neighbors!r}."
+            )
+        counts = np.bincount(y, minlength=self.model_.n_classes)
+        small = [int(c) for c in np.flatnonzero(counts) if counts[c] <= self.n_neighbors]
+        if small:
+            warnings.warn(
+                f"Classes {small[:5]} have at most n_neighbors={self.n_neighbors} training points, so their points "
+                "always have neighbours of other classes and the label-noise score ranks them as suspicious.",
+                RepresenterWarning,
+                stacklevel=4,
             )
         self.center_ = phi.mean(axis=0) if self.metric == "l2" else np.zeros(phi.shape[1])
         self.fit_report_ = {"metric": self.metric}
@@ -166,7 +192,18 @@ class FeatureSimilarity(Explainer):
         )
 
     def neighbors(self) -> np.ndarray:
-        """``(n, n_neighbors)`` indices of each training point's most similar other training points."""
+        """Each training point's most similar other training points (by ``metric``), most similar first.
+
+        Returns
+        -------
+        ndarray of shape (n, n_neighbors)
+            Training indices (a point is never its own neighbour).
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+        """
         self._check_fitted()
         k = int(self.n_neighbors)
         test = self._test_factors(self.train_features_, self.y_)

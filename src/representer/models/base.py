@@ -28,7 +28,23 @@ class ClassifierAdapter(ABC):
 
     @abstractmethod
     def features(self, X: Any) -> np.ndarray:
-        """Return φ(X) as a float64 ``(n, D)`` array (the head's input, without a ones column)."""
+        """φ(X): the head's input for each row of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of n inputs
+            What the model takes, rows first.
+
+        Returns
+        -------
+        ndarray of shape (n, D)
+            float64 features, without a ones column.
+
+        Raises
+        ------
+        InputError
+            ``X`` of the wrong shape or dtype, empty, or with NaN / infinite values.
+        """
 
     @property
     def n_outputs(self) -> int:
@@ -56,22 +72,79 @@ class ClassifierAdapter(ABC):
         return np.concatenate([self.weight, self.bias[:, None]], axis=1).astype(np.float64)
 
     def logits_from_features(self, phi: np.ndarray) -> np.ndarray:
-        """Logits ``phi @ W.T + b`` (``(n, K)``)."""
+        """The head applied to features: ``phi @ W.T + b``.
+
+        Parameters
+        ----------
+        phi : ndarray of shape (n, D)
+            Features, as :meth:`features` returns them.
+
+        Returns
+        -------
+        ndarray of shape (n, K)
+            Logits (raw margins for boosters).
+        """
         return phi @ self.weight.T + self.bias
 
     def logits(self, X: Any) -> np.ndarray:
-        """The model's logits (raw margins) for ``X``, computed through the head."""
+        """The model's logits (raw margins) for ``X``, computed through the head.
+
+        Parameters
+        ----------
+        X : array-like of n inputs
+            As for :meth:`features`.
+
+        Returns
+        -------
+        ndarray of shape (n, K)
+            ``features(X) @ W.T + b``.
+        """
         return self.logits_from_features(self.features(X))
 
     def predict(self, X: Any) -> np.ndarray:
-        """Predicted classes for ``X``."""
+        """The predicted class of each row of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of n inputs
+            As for :meth:`features`.
+
+        Returns
+        -------
+        ndarray of shape (n,)
+            Class ids (int64): the arg-max logit, or ``z > 0`` for a one-logit head.
+        """
         return predicted_class(self.logits(X))
 
+    def parameter_hashes(self) -> dict[str, str]:
+        """A content hash of each named part of the model (here the head's weight and bias).
+
+        Adapters that know more of the model add its other parts (a network's every parameter and
+        buffer, a booster's trees), so a saved explainer can name what changed.
+
+        Returns
+        -------
+        dict of str to str
+            Part name → hash of its dtype, shape and bytes.
+        """
+        return {
+            "head.weight": array_fingerprint(np.asarray(self.weight, dtype=np.float64)),
+            "head.bias": array_fingerprint(np.asarray(self.bias, dtype=np.float64)),
+        }
+
     def fingerprint(self) -> str:
-        """A short hash of the head weights, used to refuse a saved explainer loaded on another model."""
+        """A short hash of the whole model (every part of :meth:`parameter_hashes`).
+
+        Used to refuse a saved explainer, cache or store loaded with another model.
+
+        Returns
+        -------
+        str
+            24 hex digits.
+        """
         h = hashlib.blake2b(digest_size=12)
-        h.update(np.ascontiguousarray(self.weight, dtype=np.float64).tobytes())
-        h.update(np.ascontiguousarray(self.bias, dtype=np.float64).tobytes())
+        for name, digest in sorted(self.parameter_hashes().items()):
+            h.update(f"{name}={digest};".encode())
         return h.hexdigest()
 
 

@@ -15,11 +15,20 @@ from .base import ClassifierAdapter
 class Features(ClassifierAdapter):
     """A classifier given as features and a linear head: ``logits = φ(X) @ weight.T + bias``.
 
-    Args:
-        weight: ``(K, D)`` head weights; ``K = 1`` means a binary sigmoid head.
-        bias: ``(K,)`` head bias, or ``None`` for a head without bias.
-        phi: a callable mapping inputs to ``(n, D)`` features. ``None`` (default) means the inputs
-            passed to ``fit`` / ``explain`` already *are* the features.
+    Parameters
+    ----------
+    weight : array-like of shape (K, D)
+        Head weights; ``K = 1`` means a binary sigmoid head.
+    bias : array-like of shape (K,), optional
+        Head bias; ``None`` for a head without bias.
+    phi : callable, optional
+        Maps inputs to ``(n, D)`` features. ``None`` (default) means the inputs passed to ``fit`` /
+        ``explain`` already *are* the features.
+
+    Raises
+    ------
+    InputError
+        ``weight`` not 2-d or not finite, or ``bias`` of another length than ``weight``'s rows.
     """
 
     def __init__(self, weight: Any, bias: Any = None, phi: Callable[[Any], Any] | None = None) -> None:
@@ -37,6 +46,23 @@ class Features(ClassifierAdapter):
         self.phi = phi
 
     def features(self, X: Any) -> np.ndarray:
+        """``phi(X)``, or ``X`` itself when no ``phi`` was given.
+
+        Parameters
+        ----------
+        X : array-like
+            Inputs of ``phi``, or ``(n, D)`` features.
+
+        Returns
+        -------
+        ndarray of shape (n, D)
+            float64 features.
+
+        Raises
+        ------
+        InputError
+            Features that are not 2-d, not finite, or not ``D`` wide.
+        """
         phi = as_float_array(self.phi(X) if self.phi is not None else X, "X (features)", ndim=2)
         if phi.shape[1] != self.n_features:
             raise InputError(

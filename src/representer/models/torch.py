@@ -16,7 +16,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .._validation import check_device
+from .._progress import progress_bar
+from .._validation import check_device, to_tensor
 from ..errors import InputError, ModelError
 from .base import ClassifierAdapter, array_fingerprint
 
@@ -26,18 +27,30 @@ _CACHE_SIZE = 4
 class TorchClassifier(ClassifierAdapter):
     """Split ``net`` into features and its linear head.
 
-    Args:
-        net: the classifier. Its head must be an ``nn.Linear`` whose output is the logits.
-        head: dotted module name of the head (e.g. ``"classifier.2"``). By default the last
-            ``nn.Linear`` registered in ``net``; the first forward pass checks that it is also the
-            last ``nn.Linear`` applied, and asks for ``head=`` otherwise.
-        device: where the forward passes run (default: the device of ``net``'s parameters).
-        batch_size: rows per forward pass for array inputs.
-        show_progress: show a tqdm progress bar while computing features.
+    Inputs to :meth:`features` may be a numpy array, a tensor, a DataFrame, a dict of arrays (text
+    batches: each batch is passed to ``net`` as one dict), a ``Dataset`` (items ``x`` or
+    ``(x, y, ...)``) or a ``DataLoader``.
 
-    Inputs to :meth:`features` may be a numpy array, a tensor, a dict of arrays (text batches:
-    each batch is passed to ``net`` as one dict), a ``Dataset`` (items ``x`` or ``(x, y, ...)``) or a
-    ``DataLoader``.
+    Parameters
+    ----------
+    net : nn.Module
+        The classifier. Its head must be an ``nn.Linear`` whose output is the logits.
+    head : str, optional
+        Dotted module name of the head (e.g. ``"classifier.2"``). By default the last ``nn.Linear``
+        registered in ``net``; the first forward pass checks that it is also the last ``nn.Linear``
+        applied, and asks for ``head=`` otherwise.
+    device : str or torch.device, optional
+        Where the forward passes run (default: the device of ``net``'s parameters).
+    batch_size : int, default 256
+        Rows per forward pass for array inputs.
+    progress : bool, optional
+        A progress bar over the batches while computing features (``None``: when standard error is a
+        terminal; see :mod:`representer._progress`).
+
+    Raises
+    ------
+    ModelError
+        ``net`` is not an ``nn.Module``, has no ``nn.Linear``, or ``head`` names no ``nn.Linear``.
     """
 
     def __init__(
@@ -47,7 +60,7 @@ class TorchClassifier(ClassifierAdapter):
         *,
         device: str | torch.device | None = None,
         batch_size: int = 256,
-        show_progress: bool = False,
+        progress: bool | None = None,
     ) -> None:
         if not isinstance(net, nn.Module):
             raise ModelError(f"`net` must be a torch.nn.Module; got {type(net).__name__}.")
@@ -59,25 +72,61 @@ class TorchClassifier(ClassifierAdapter):
             device = first.device if first is not None else "cpu"
         self.device = check_device(device)
         self.batch_size = int(batch_size)
-        self.show_progress = show_progress
+        self.progress = progress
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
     @property
     def weight(self) -> np.ndarray:  # type: ignore[override]
+        """The head's weight, ``(K, D)`` float64 (read from the network each time)."""
         return self.head.weight.detach().cpu().to(torch.float64).numpy()
 
     @property
     def bias(self) -> np.ndarray:  # type: ignore[override]
+        """The head's bias, ``(K,)`` float64 (zeros for a head without bias)."""
         if self.head.bias is None:
             return np.zeros(self.head.out_features)
         return self.head.bias.detach().cpu().to(torch.float64).numpy()
 
     @property
     def has_bias(self) -> bool:  # type: ignore[override]
+        """Whether the head has a bias."""
         return self.head.bias is not None
 
+    def parameter_hashes(self) -> dict[str, str]:
+        """A hash of every parameter and buffer of the network (the body, not only the head), and the head's name.
+
+        Returns
+        -------
+        dict of str to str
+            State-dict key → hash, and ``"head"`` → the head's module name.
+        """
+        hashes = {name: tensor_fingerprint(t) for name, t in self.net.state_dict().items()}
+        hashes["head"] = self.head_name
+        return hashes
+
     def features(self, X: Any) -> np.ndarray:
-        """φ(X) as a float64 ``(n, D)`` array (cached by input content for arrays and tensors)."""
+        """φ(X): the tensor the head receives, flattened, computed in eval mode under ``no_grad``.
+
+        Cached by input content for arrays and tensors (the last four inputs).
+
+        Parameters
+        ----------
+        X : array, tensor, DataFrame, dict of arrays, Dataset or DataLoader of n inputs
+            Rows first: one example is ``X[None]``.
+
+        Returns
+        -------
+        ndarray of shape (n, D)
+            float64 features.
+
+        Raises
+        ------
+        ModelError
+            ``net`` is in training mode, its output is not the head's logits, or its features are not finite.
+        InputError
+            ``X`` empty, 1-dimensional, non-numeric or with NaN, or of a shape the network fails on (one
+            example without its batch dimension is named as such).
+        """
         if self.net.training:
             raise ModelError(
                 "`net` is in training mode, so dropout / batch-norm would make its features random; "
@@ -113,8 +162,8 @@ class TorchClassifier(ClassifierAdapter):
             handles.append(self.head.register_forward_hook(lambda _m, _a, out: head_outputs.append(out)))
         try:
             with torch.no_grad():
-                for batch in _iterate_batches(X, self.batch_size, self.show_progress):
-                    output = self._forward(_to_device(batch, self.device, dtype))
+                for k, batch in enumerate(_iterate_batches(X, self.batch_size, self.progress)):
+                    output = self._forward(_to_device(batch, self.device, dtype), first=k == 0)
                     if not self._head_checked:
                         self._check_head_is_last(order)
                         self._check_output_is_head(output, head_outputs[-1])
@@ -126,22 +175,44 @@ class TorchClassifier(ClassifierAdapter):
             raise InputError("`X` produced no batches; pass at least one example.")
         phi = torch.cat(captured).numpy()
         if phi.shape[1] != self.head.in_features:
-            raise ModelError(f"The head received {phi.shape[1]} features but has in_features={self.head.in_features}.")
+            raise ModelError(
+                f"The head received {phi.shape[1]} features but has in_features={self.head.in_features}. If `X` is a "
+                "single example, add the batch dimension: X[None]."
+            )
         if not np.all(np.isfinite(phi)):
             raise ModelError("The network produced NaN or infinite features; check the inputs and the weights.")
         return phi
 
-    def _forward(self, batch: Any) -> Any:
-        """Run ``net`` on one batch and return its output; a shape or dtype mismatch is reported as a bad ``X``."""
+    def _forward(self, batch: Any, *, first: bool = False) -> Any:
+        """Run ``net`` on one batch and return its output; a shape or dtype mismatch is reported as a bad ``X``.
+
+        If the first batch fails but the network accepts it with one more leading axis, ``X`` is one
+        example without its batch dimension, and the error says so.
+        """
         try:
             return self.net(batch)
         except torch.OutOfMemoryError:
             raise
         except RuntimeError as exc:
+            if first and self._accepts(batch):
+                raise InputError(
+                    f"`X` looks like a single example without its batch dimension (shape {tuple(batch.shape)}): the "
+                    f"network fails on it but accepts shape {(1, *batch.shape)}. Pass X[None] (inputs are rows first)."
+                ) from exc
             raise InputError(
                 f"The network failed on a batch of `X` ({_describe(batch)}): {exc}. Pass `X` with the shape and "
                 "dtype the network's forward expects (rows first)."
             ) from exc
+
+    def _accepts(self, batch: Any) -> bool:
+        """Whether ``net`` runs on ``batch`` with a leading axis added (one forward pass, on the error path only)."""
+        if not isinstance(batch, torch.Tensor) or batch.ndim < 2:
+            return False
+        try:
+            self.net(batch[None])
+        except RuntimeError:
+            return False
+        return True
 
     def _check_head_is_last(self, order: list[nn.Module]) -> None:
         if order and order[-1] is not self.head:
@@ -172,6 +243,13 @@ class TorchClassifier(ClassifierAdapter):
             "a linear decomposition of the head would not describe the network. Remove the layer after the head, "
             "or pass head= the last linear layer whose output the network returns."
         )
+
+
+def tensor_fingerprint(tensor: torch.Tensor) -> str:
+    """A short content hash of a tensor: its dtype, shape and exact bytes (any dtype, any device)."""
+    flat = tensor.detach().cpu().contiguous().reshape(-1)
+    data = flat.view(torch.uint8).numpy() if flat.numel() else np.zeros(0, np.uint8)
+    return array_fingerprint(np.frombuffer(f"{tensor.dtype}{tuple(tensor.shape)}".encode(), np.uint8), data)
 
 
 def _resolve_head(net: nn.Module, head: str | None) -> tuple[str, nn.Linear]:
@@ -205,9 +283,7 @@ def _cache_key(X: Any) -> str | None:
     return None
 
 
-def _iterate_batches(X: Any, batch_size: int, show_progress: bool) -> Iterator[Any]:
-    from tqdm.auto import tqdm
-
+def _iterate_batches(X: Any, batch_size: int, progress: bool | None) -> Iterator[Any]:
     batches: Iterable[Any]
     if isinstance(X, DataLoader):
         batches = (_first_item(b) for b in X)
@@ -217,21 +293,32 @@ def _iterate_batches(X: Any, batch_size: int, show_progress: bool) -> Iterator[A
         batches = (_first_item(b) for b in loader)
         total = len(loader)
     elif isinstance(X, Mapping):
-        tensors = {k: torch.as_tensor(np.asarray(v)) if not isinstance(v, torch.Tensor) else v for k, v in X.items()}
-        n = _common_length(tensors)
-        batches = ({k: v[s : s + batch_size] for k, v in tensors.items()} for s in range(0, n, batch_size))
+        arrays = {k: v if isinstance(v, torch.Tensor) else np.asarray(v) for k, v in X.items()}
+        n = _common_length(arrays)
+        batches = ({k: to_tensor(v[s : s + batch_size]) for k, v in arrays.items()} for s in range(0, n, batch_size))
         total = -(-n // batch_size)
     else:
-        if isinstance(X, np.ndarray) and X.dtype.kind not in "fiub":
-            raise InputError(f"`X` must be numeric; got dtype {X.dtype}.")
-        tensor = X if isinstance(X, torch.Tensor) else torch.as_tensor(np.asarray(X))
-        if tensor.ndim == 0 or tensor.shape[0] == 0:
-            raise InputError(f"`X` is empty (shape {tuple(tensor.shape)}); pass at least one example.")
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+        array = X if isinstance(X, torch.Tensor) else np.asarray(X)
+        if isinstance(array, np.ndarray) and array.dtype.kind not in "fiub":
+            raise InputError(f"`X` must be numeric; got dtype {array.dtype}.")
+        if array.ndim == 0 or array.shape[0] == 0:
+            raise InputError(f"`X` is empty (shape {tuple(array.shape)}); pass at least one example.")
+        if array.ndim == 1:
+            raise InputError(
+                f"`X` is 1-dimensional (shape {tuple(array.shape)}), but inputs are rows first: pass X[None] for a "
+                "single example, or X[:, None] for a column of scalar inputs."
+            )
+        if not _finite(array):
             raise InputError("`X` contains NaN or infinite values; clean or impute them first.")
-        batches = (tensor[s : s + batch_size] for s in range(0, tensor.shape[0], batch_size))
-        total = -(-tensor.shape[0] // batch_size)
-    return iter(tqdm(batches, total=total, disable=not show_progress, desc="features", leave=False))
+        batches = (to_tensor(array[s : s + batch_size]) for s in range(0, array.shape[0], batch_size))
+        total = -(-array.shape[0] // batch_size)
+    return progress_bar(batches, desc="features", total=total, progress=progress if total is None or total > 1 else False)
+
+
+def _finite(array: np.ndarray | torch.Tensor) -> bool:
+    if isinstance(array, torch.Tensor):
+        return not array.is_floating_point() or bool(torch.isfinite(array).all())
+    return array.dtype.kind != "f" or bool(np.isfinite(array).all())
 
 
 def _describe(batch: Any) -> str:
@@ -246,8 +333,8 @@ def _first_item(batch: Any) -> Any:
     return batch[0] if isinstance(batch, (tuple, list)) else batch
 
 
-def _common_length(tensors: Mapping[str, torch.Tensor]) -> int:
-    lengths = {int(v.shape[0]) for v in tensors.values()}
+def _common_length(arrays: Mapping[str, Any]) -> int:
+    lengths = {int(v.shape[0]) for v in arrays.values()}
     if len(lengths) != 1:
         raise InputError(f"Every array in a dict input must have the same number of rows; got lengths {sorted(lengths)}.")
     return lengths.pop()

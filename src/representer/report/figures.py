@@ -6,8 +6,8 @@ from collections.abc import Mapping
 
 from matplotlib.figure import Figure
 
+from ..debugging import DetectionCurve
 from ..errors import InputError
-from ..evaluation.metrics import DetectionCurve
 
 
 def detection_curve_figure(curves: Mapping[str, DetectionCurve], *, random_baseline: bool = True, title: str | None = None) -> Figure:

@@ -30,9 +30,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .. import __version__
-from ..debugging import LabelIssues
+from .._atomic import write_text
+from ..debugging import DetectionCurve, LabelIssues
 from ..errors import InputError
-from ..evaluation.metrics import DetectionCurve
 from ..explanation import Explanation
 from .figures import detection_curve_figure
 from .images import as_heatmap, figure_to_data_uri, heatmap_to_data_uri
@@ -188,6 +188,11 @@ class _PairMaps:
                    np.asarray(result.scores, dtype=np.float64), int(result.target))
 
 
+def _item(split: str, i: int, names: Sequence[str] | None) -> str:
+    """``"train 12"``, or ``"train 12 · cat/0042.png"`` with item names."""
+    return f"{split} {i}" if names is None else f"{split} {i} · {names[i]}"
+
+
 def _tile(item_html: str, caption: str) -> str:
     return f'<figure class="tile">{item_html}<figcaption>{_e(caption)}</figcaption></figure>'
 
@@ -279,6 +284,7 @@ class Report:
         top: int = 24,
         title: str = "Suspicious training labels",
         wide: bool = False,
+        train_names: Sequence[str] | None = None,
     ) -> "Report":
         """The ``top`` most suspicious training points with their given label and score.
 
@@ -290,6 +296,7 @@ class Report:
             original_labels: the clean label per training point, shown for marked points.
             class_names: label names.
             wide: wider cards (for tabular rows and text).
+            train_names: the name of each training item (file, row), shown on its card.
         """
         label = _Labels(class_names)
         mask = _as_mask(flipped, None if predictions is None else len(predictions))
@@ -301,7 +308,7 @@ class Report:
             lines = [f'<div class="label">given: {label.html(issues.given_labels[rank])}</div>']
             if predictions is not None:
                 lines.append(f"<div>model: {label.html(np.asarray(predictions)[i])}</div>")
-            lines.append(f'<div class="score">#{rank + 1} · train {i}<br>score {_e(f"{issues.scores[rank]:.3g}")}</div>')
+            lines.append(f'<div class="score">#{rank + 1} · {_e(_item("train", i, train_names))}<br>score {_e(f"{issues.scores[rank]:.3g}")}</div>')
             if corrupt:
                 was = f" (was {_e(label(np.asarray(original_labels)[i]))})" if original_labels is not None else ""
                 lines.append(f'<span class="badge">flipped{was}</span>')
@@ -328,6 +335,8 @@ class Report:
         class_names: Sequence[str] | None = None,
         title: str = "Explanations",
         wide: bool = False,
+        train_names: Sequence[str] | None = None,
+        test_names: Sequence[str] | None = None,
     ) -> "Report":
         """For each shown test point: the item, then its top-``k`` excitatory and inhibitory training points.
 
@@ -340,6 +349,7 @@ class Report:
             rows: which explanation rows to show (default: all, at most 6).
             k: training points shown per sign (default: all in the explanation).
             flipped: indices (or boolean mask) of training labels known to be corrupted: marked.
+            train_names / test_names: the name of each training / test item (file, row), shown on its card.
         """
         label = _Labels(class_names)
         train_labels = np.asarray(train_labels)
@@ -353,7 +363,7 @@ class Report:
         blocks = []
         for row in chosen:
             t = int(index_of[row])
-            lines = [f'<div class="label">test {t}</div>']
+            lines = [f'<div class="label">{_e(_item("test", t, test_names))}</div>']
             if test_labels is not None:
                 lines.append(f"<div>true: {label.html(np.asarray(test_labels)[t])}</div>")
             lines.append(f"<div>explained: {label.html(explanation.target[row])}</div>")
@@ -364,7 +374,7 @@ class Report:
                 ("Inhibitory: lower it", explanation.inhibitory, "inh"),
             ):
                 cards = [
-                    self._train_card(int(i), float(s), train_items, train_labels, mask, label, wide)
+                    self._train_card(int(i), float(s), train_items, train_labels, mask, label, wide, train_names)
                     for i, s in zip(topk.indices[row, :per_sign], topk.scores[row, :per_sign])
                 ]
                 groups.append(f'<div class="group-title {css}">{_e(name)}</div><div class="strip">{"".join(cards)}</div>')
@@ -458,12 +468,13 @@ class Report:
         mask: np.ndarray | None,
         label: _Labels,
         wide: bool,
+        names: Sequence[str] | None = None,
     ) -> str:
         corrupt = mask is not None and bool(mask[i])
         sign = "pos" if score > 0 else "neg" if score < 0 else ""
         lines = [
             f'<div class="label">{label.html(train_labels[i])}</div>',
-            f'<div class="score {sign}">train {i}<br>score {_e(f"{score:+.3g}")}</div>',
+            f'<div class="score {sign}">{_e(_item("train", i, names))}<br>score {_e(f"{score:+.3g}")}</div>',
         ]
         if corrupt:
             lines.append('<span class="badge">flipped</span>')
@@ -509,8 +520,5 @@ class Report:
         )
 
     def write(self, path: str | Path) -> Path:
-        """Write the report to ``path`` (parent folders are created) and return the path."""
-        out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(self.to_html(), encoding="utf-8")
-        return out
+        """Write the report to ``path`` atomically (parent folders are created) and return the path."""
+        return write_text(path, self.to_html())

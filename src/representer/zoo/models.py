@@ -63,6 +63,55 @@ class SmallCNN(_FeaturesThenHead):
         self.classifier = nn.Linear(feature_dim, n_classes, bias=head_bias)
 
 
+class Standardize(nn.Module):
+    """``(x − mean) / std`` with fixed scalars (no parameters): the input normalisation of the paper's networks."""
+
+    def __init__(self, mean: float, std: float):
+        super().__init__()
+        if not std > 0:
+            raise InputError(f"`std` must be positive; got {std!r}.")
+        self.mean = float(mean)
+        self.std = float(std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def extra_repr(self) -> str:
+        return f"mean={self.mean:g}, std={self.std:g}"
+
+
+class BasicConv(_FeaturesThenHead):
+    """DualView's MNIST network ``basic_conv`` (spec §4.6): input standardisation, three 3×3 convolutions
+    without padding (``in_channels`` → 5 → 10 → 5, ReLU), flatten (5·22·22 = 2,420 on 28×28 inputs),
+    Linear → ReLU to 500, Linear → ReLU to 100 = φ, and a linear head **without bias**.
+
+    ``mean`` and ``std`` are the input normalisation (the reference code uses the training set's pixel
+    statistics: 0.1307 / 0.3081 on MNIST, 0.2860 / 0.3530 on Fashion-MNIST); the default (0, 1) leaves
+    inputs unchanged. ``image_size`` is the side of the square inputs (28).
+    """
+
+    def __init__(self, n_classes: int = 10, in_channels: int = 1, *, mean: float = 0.0, std: float = 1.0, image_size: int = 28):
+        super().__init__()
+        side = int(image_size) - 6
+        if side < 1:
+            raise InputError(f"`image_size` must be at least 7 (three unpadded 3×3 convolutions); got {image_size!r}.")
+        self.features = nn.Sequential(
+            Standardize(mean, std),
+            nn.Conv2d(in_channels, 5, 3),
+            nn.ReLU(),
+            nn.Conv2d(5, 10, 3),
+            nn.ReLU(),
+            nn.Conv2d(10, 5, 3),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(5 * side * side, 500),
+            nn.ReLU(),
+            nn.Linear(500, 100),
+            nn.ReLU(),
+        )
+        self.classifier = nn.Linear(100, n_classes, bias=False)
+
+
 class BiLSTMFeatures(nn.Module):
     """Embedding → bidirectional LSTM over packed sequences; φ = [h_forward_last ; h_backward_last] of the top layer.
 

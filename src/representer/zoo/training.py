@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -12,6 +12,9 @@ from tqdm.auto import tqdm
 
 from .._validation import as_labels, check_positive
 from ..errors import InputError
+
+if TYPE_CHECKING:
+    from ..checkpoints import CheckpointRecorder
 
 Inputs = Any  # numpy array, torch tensor, or a dict of them (text batches)
 
@@ -59,6 +62,7 @@ def train_classifier(
     device: str | torch.device = "cpu",
     optimizer: str = "adam",
     show_progress: bool = False,
+    recorder: CheckpointRecorder | None = None,
 ) -> nn.Module:
     """Minimise mean cross-entropy of ``net(X)`` against ``y`` with mini-batches; return ``net`` in eval mode.
 
@@ -67,6 +71,8 @@ def train_classifier(
     caller's global RNG is untouched and two calls on identically initialised nets give identical
     weights. ``optimizer`` is ``"adam"`` or ``"sgd"`` (momentum 0.9); ``weight_decay`` is the L2
     coefficient passed to the optimiser. ``lengths`` of dict (text) inputs stay on the CPU.
+    ``recorder`` (a :class:`~representer.CheckpointRecorder`) is offered the weights after every
+    epoch (it keeps those on its schedule) and always records the last one.
     """
     if int(epochs) != epochs or epochs < 1:
         raise InputError(f"`epochs` must be a positive integer; got {epochs!r}.")
@@ -85,12 +91,14 @@ def train_classifier(
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         net.train()
-        for _ in tqdm(range(int(epochs)), desc="training", disable=not show_progress):
+        for epoch in tqdm(range(1, int(epochs) + 1), desc="training", disable=not show_progress):
             for rows in torch.randperm(n, generator=generator).split(int(batch_size)):
                 opt.zero_grad(set_to_none=True)
                 loss = loss_fn(net(_take(inputs, rows, device)), labels[rows].to(device))
                 loss.backward()
                 opt.step()
+            if recorder is not None:
+                recorder.save(net, epoch=epoch, learning_rate=lr, force=epoch == int(epochs))
     return net.eval()
 
 
