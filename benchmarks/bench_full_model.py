@@ -15,7 +15,9 @@ Two parts, one run:
 
 Every column runs in its own process (peak RSS is that process's ``VmHWM``); the external
 packages run from throwaway virtualenvs (``/tmp/kfvenv``, ``/tmp/dattrivenv``, ``/tmp/trakvenv``,
-each ``pip install torch==2.13.0 <pkg>``) and a column is skipped when its venv is missing.
+each ``pip install torch==2.13.0 <pkg>``) or, without them, from this interpreter when the package is
+installed here (``pip install --no-deps kronfluence==1.0.1 einops opt-einsum einconv accelerate
+dattri==0.3.0 traker==0.3.2``); a column is skipped when neither is there.
 Damping λ = 0.1 everywhere (kronfluence: ``damping_factor=0.1``). Explained class: predicted.
 
     python benchmarks/bench_full_model.py [--n-train 10000] [--n-test 1000]
@@ -33,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from peers import DATTRI_TRACIN, KRONFLUENCE_TASK
 
 ROOT = Path(__file__).resolve().parents[1]
 VENVS = {"kronfluence": "/tmp/kfvenv", "dattri": "/tmp/dattrivenv", "trak": "/tmp/trakvenv"}
@@ -84,26 +87,13 @@ scores = ex.attribute(Xte, target=pred)
 report(time.perf_counter() - t, scores, "{part}_ours_{method}")
 """
 
-KRONFLUENCE = """
+KRONFLUENCE = KRONFLUENCE_TASK + """
 import logging, tempfile
 logging.disable(logging.WARNING)
-import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 from kronfluence.analyzer import Analyzer, prepare_model
 from kronfluence.arguments import FactorArguments, ScoreArguments
-from kronfluence.task import Task
 torch.set_num_threads(2)
-class Classification(Task):
-    def compute_train_loss(self, batch, model, sample=False):
-        x, y = batch
-        z = model(x)
-        if sample:
-            with torch.no_grad():
-                y = torch.multinomial(torch.softmax(z, -1), 1).flatten()
-        return F.cross_entropy(z, y, reduction="sum")
-    def compute_measurement(self, batch, model):
-        x, y = batch
-        return F.cross_entropy(model(x), y, reduction="sum")
 net, Xtr, ytr, Xte, pred = load("{part}")
 Xte, pred = Xte[:{n_queries}], pred[:{n_queries}]
 task = Classification()
@@ -123,21 +113,10 @@ report(time.perf_counter() - t, scores, "{part}_kronfluence{query_batch}", fit_s
 """
 
 DATTRI = """
-from torch.utils.data import DataLoader, TensorDataset
-from dattri.task import AttributionTask
-from dattri.algorithm.tracin import TracInAttributor
 net, Xtr, ytr, Xte, pred = load("{part}")
-def loss(params, data):
-    x, y = data
-    z = torch.func.functional_call(net, params, (x.unsqueeze(0),))
-    return nn.functional.cross_entropy(z, y.unsqueeze(0))
-t = time.perf_counter()
-task = AttributionTask(loss_func=loss, model=net, checkpoints=net.state_dict())
-attributor = TracInAttributor(task, weight_list=torch.ones(1), normalized_grad=False)
-train = DataLoader(TensorDataset(torch.as_tensor(Xtr), torch.as_tensor(ytr)), batch_size=256)
-test = DataLoader(TensorDataset(torch.as_tensor(Xte), torch.as_tensor(pred)), batch_size=256)
+""" + DATTRI_TRACIN + """
 scores = attributor.attribute(train, test).T
-report(time.perf_counter() - t, scores, "{part}_dattri")
+report(time.perf_counter() - t0, scores, "{part}_dattri")
 """
 
 PROJECT_OURS = """
@@ -189,8 +168,13 @@ def run(python: str, body: str, work: Path, timeout: int = 1800) -> dict:
 
 
 def venv_python(name: str) -> str | None:
+    """The peer's throwaway venv, else this interpreter when the peer is installed here, else ``None``."""
+    import importlib.util
+
     path = Path(VENVS[name]) / "bin" / "python"
-    return str(path) if path.exists() else None
+    if path.exists():
+        return str(path)
+    return sys.executable if importlib.util.find_spec(name) is not None else None
 
 
 def spearman_rows(a: np.ndarray, b: np.ndarray) -> float:

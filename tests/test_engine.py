@@ -15,6 +15,7 @@ from representer.engine import (
     EngineOptions,
     GradientKernel,
     KroneckerKernel,
+    LowRankGradientKernel,
     TestFactors as Factors,
     dense,
     stream_blocks,
@@ -209,10 +210,13 @@ def test_test_factors_slice_and_take():
     assert sliced.m == 3 and torch.equal(sliced.sign, test.sign[2:5])
 
 
-def test_candidate_pool_compaction_keeps_the_extremes(monkeypatch):
-    monkeypatch.setattr("representer.engine.scoring._POOL_WIDTH", 8)
+@pytest.mark.parametrize("block_size", [23, 150, 500], ids=["tail-groups-only", "full-and-tail-groups", "one-block"])
+@pytest.mark.parametrize("k", [1, 4, 70])
+def test_candidate_pool_compaction_keeps_the_extremes(monkeypatch, block_size, k):
+    """The pool is cut back to the k best column groups after every block; the extremes survive (ties everywhere)."""
+    monkeypatch.setattr("representer.engine.scoring._POOL_GROUPS", 1)
     kernel, test, expected = _coefficient_problem(n=500, integer=True)
-    _check_top_k(top_k(kernel, test, 4, _options(3, 23)), expected, 4)
+    _check_top_k(top_k(kernel, test, k, _options(block_size, 7)), expected, k)
 
 
 # ------------------------------------------------------------------ GradientKernel: both intermediates
@@ -221,6 +225,23 @@ def _einsum_gradient_scores(x, r, u):
     m, k, d = u.shape
     projected = (x @ u.reshape(m * k, d).T).reshape(x.shape[0], m, k)
     return torch.einsum("bmk,bk->mb", projected, r)
+
+
+@pytest.mark.parametrize("chunk_floats", [1 << 22, 50], ids=["one-chunk", "many-chunks"])
+def test_low_rank_gradient_kernel_is_the_gradient_kernel_of_the_summed_factors(monkeypatch, chunk_floats):
+    """``Σ_k (s_tk·r_i)(a_tk·x_i)`` equals the GradientKernel of ``U_t = Σ_k s_tk a_tkᵀ``, blocks and dense output alike."""
+    monkeypatch.setattr("representer.engine.kernels._GRADIENT_CHUNK_FLOATS", chunk_floats)
+    g = _rng(7)
+    n, m, rank, k_out, d = 301, 11, 3, 5, 8
+    x, r = torch.randn(n, d, generator=g, dtype=F64), torch.randn(n, k_out, generator=g, dtype=F64)
+    s, a = torch.randn(m, rank, k_out, generator=g, dtype=F64), torch.randn(m, rank, d, generator=g, dtype=F64)
+    out, sign = torch.zeros(m, dtype=torch.long), torch.ones(m, dtype=F64)
+    low = LowRankGradientKernel(x=x, r=r)
+    full = GradientKernel(x=x, r=r)
+    u = torch.einsum("mko,mki->moi", s, a)
+    expected = dense(full, Factors({"u": u}, out, sign), _options(64, 4))
+    np.testing.assert_allclose(dense(low, Factors({"s": s, "a": a}, out, sign), _options(64, 4)), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(expected, torch.einsum("moi,no,ni->mn", u, r, x).numpy(), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("m, d", [(40, 9), (3, 17)], ids=["gradient-rows", "projections"])

@@ -6,6 +6,8 @@ from .kernels import (
     CoefficientKernel,
     GradientKernel,
     KroneckerKernel,
+    LowRankGradientKernel,
+    SumKernel,
     TestFactors,
 )
 from .scoring import EngineOptions, dense, stream_blocks, top_k
@@ -17,6 +19,8 @@ __all__ = [
     "EngineOptions",
     "GradientKernel",
     "KroneckerKernel",
+    "LowRankGradientKernel",
+    "SumKernel",
     "TestFactors",
     "dense",
     "stream_blocks",

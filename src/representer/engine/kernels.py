@@ -29,8 +29,10 @@ Tensor = torch.Tensor
 
 #: Runs of one output shorter than this on average are scaled by gathered coefficients instead.
 _MIN_RUN = 8
-#: Floats of the intermediate a :class:`GradientKernel` holds at once (gradient rows or projections).
-_GRADIENT_CHUNK_FLOATS = 1 << 22
+#: Floats of the intermediate a :class:`GradientKernel` holds at once (gradient rows or projections):
+#: 64 MiB in float32, so that a wide layer (200k entries per gradient) still gets ~80 training rows per
+#: GEMM, which keeps it near full speed (a GEMM of 20 rows runs at about half speed).
+_GRADIENT_CHUNK_FLOATS = 1 << 24
 
 
 def _move(tensor: Tensor, device: torch.device, dtype: torch.dtype) -> Tensor:
@@ -243,3 +245,92 @@ class KroneckerKernel(BilinearKernel):
 
     def raw_block(self, test: TestFactors, start: int, stop: int) -> Tensor:
         return (test.tensors["a"] @ self.x[start:stop].T) * (test.tensors["s"] @ self.r[start:stop].T)
+
+    def _raw_block_into(self, test: TestFactors, start: int, stop: int, out: Tensor) -> Tensor:
+        torch.mm(test.tensors["a"], self.x[start:stop].T, out=out)
+        return out.mul_(test.tensors["s"] @ self.r[start:stop].T)
+
+
+@dataclass
+class LowRankGradientKernel(BilinearKernel):
+    """``a(t, i) = ⟨U_t, r_i ⊗ x_i⟩`` for a test-side matrix of rank ``R`` given by its factors, ``U_t = Σ_k s_tk a_tkᵀ``.
+
+    Test side ``s`` ``(m, R, K)`` and ``a`` ``(m, R, D)``: the score is ``Σ_k (s_tk·r_i)(a_tk·x_i)``, a sum of
+    ``R`` :class:`KroneckerKernel` s over the same training factors — ``R·(K + D)`` multiply-adds per
+    pair instead of the ``K·D`` of :class:`GradientKernel` (EK-FAC influence of rank-one layer gradients,
+    whose damped inverse eigenvalues ``1/(E + λ)`` have low numerical rank). A block is two GEMMs with
+    ``m·R`` rows per chunk of training rows, at most ``_GRADIENT_CHUNK_FLOATS`` floats of each.
+    """
+
+    x: Tensor
+    r: Tensor
+    scale: Tensor | None = None
+
+    @property
+    def n(self) -> int:
+        return int(self.x.shape[0])
+
+    def tensors(self) -> dict[str, Tensor]:
+        return {"x": self.x, "r": self.r}
+
+    def raw_block(self, test: TestFactors, start: int, stop: int) -> Tensor:
+        s = test.tensors["s"]
+        return self._raw_block_into(test, start, stop, torch.empty(s.shape[0], stop - start, dtype=s.dtype, device=s.device))
+
+    def _raw_block_into(self, test: TestFactors, start: int, stop: int, out: Tensor) -> Tensor:
+        s, a = test.tensors["s"], test.tensors["a"]
+        m, rank, _ = s.shape
+        s_rows, a_rows = s.reshape(m * rank, -1), a.reshape(m * rank, -1)
+        cols = max(1, _GRADIENT_CHUNK_FLOATS // (m * rank))
+        for c0 in range(start, stop, cols):
+            c1 = min(c0 + cols, stop)
+            products = (s_rows @ self.r[c0:c1].T).mul_(a_rows @ self.x[c0:c1].T)
+            out[:, c0 - start : c1 - start] = products.view(m, rank, c1 - c0).sum(dim=1)
+        return out
+
+
+@dataclass
+class SumKernel(BilinearKernel):
+    """``a(t, i) = Σ_j a_j(t, i) · s_i``: a sum of part kernels over the same ``n`` training points.
+
+    Part ``j`` reads the test tensors whose names start with ``"j."`` (prefix removed), so parts of
+    different kinds share one :class:`TestFactors` — e.g. the layers of a network's factored
+    per-example gradients (:mod:`representer.fullmodel.factored`): Kronecker parts for rank-one
+    layer gradients, dense inner products for the rest. The parts' own ``scale`` is ignored; the
+    sum's ``scale`` applies to the total.
+    """
+
+    parts: list[BilinearKernel]
+    scale: Tensor | None = None
+
+    @property
+    def n(self) -> int:
+        return self.parts[0].n
+
+    def tensors(self) -> dict[str, Tensor]:
+        return {f"{j}.{name}": value for j, part in enumerate(self.parts) for name, value in part.tensors().items()}
+
+    def _part_test(self, test: TestFactors, j: int) -> TestFactors:
+        prefix = f"{j}."
+        tensors = {name[len(prefix) :]: value for name, value in test.tensors.items() if name.startswith(prefix)}
+        return TestFactors(tensors, test.out, test.sign)
+
+    def raw_block(self, test: TestFactors, start: int, stop: int) -> Tensor:
+        first = self.parts[0].raw_block(self._part_test(test, 0), start, stop)
+        return self._add_rest(test, start, stop, first)
+
+    def _raw_block_into(self, test: TestFactors, start: int, stop: int, out: Tensor) -> Tensor:
+        first = self.parts[0]._raw_block_into(self._part_test(test, 0), start, stop, out)
+        return self._add_rest(test, start, stop, first)
+
+    def _add_rest(self, test: TestFactors, start: int, stop: int, total: Tensor) -> Tensor:
+        for j in range(1, len(self.parts)):
+            total += self.parts[j].raw_block(self._part_test(test, j), start, stop)
+        return total
+
+    def to(self, device: torch.device, dtype: torch.dtype) -> "SumKernel":
+        for part in self.parts:
+            part.to(device, dtype)
+        if self.scale is not None:
+            self.scale = _move(self.scale, device, dtype)
+        return self

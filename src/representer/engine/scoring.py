@@ -7,10 +7,11 @@ writes the block into a dense output (:func:`dense`). Peak memory is ``m_batch �
 scores, independent of ``n``; the test side is processed in batches of ``test_batch_size``.
 
 Speed: each test batch is sorted by the head output it explains (so class-dependent kernels scale
-contiguous runs of rows) and scored into one reused block buffer; the per-block top-k first keeps
-the ``k`` groups of ``_GROUP`` columns with the most extreme group maximum (minimum), which
-contain the ``k`` most extreme scores, and selects among those candidates only. Scores are the
-kernel's own; among tied scores, which training index is returned is unspecified.
+contiguous runs of rows) and scored into one reused block buffer; each block only keeps the ``k``
+groups of ``_GROUP`` columns with the most extreme group maximum (minimum), which contain its
+``k`` most extreme scores; across blocks the pool of groups is cut back the same way, and the
+final top-``k`` is selected among ``k · _GROUP`` candidates. Scores are the kernel's own; among
+tied scores, which training index is returned is unspecified.
 """
 
 from __future__ import annotations
@@ -21,79 +22,103 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .._progress import progress_bar
 from .kernels import BilinearKernel, TestFactors
 
 Tensor = torch.Tensor
 
 #: Columns per group of the top-k prefilter.
 _GROUP = 64
-#: Candidate columns per test point gathered before they are cut back to the running top-k.
-_POOL_WIDTH = 8192
+#: Candidate column groups per test point kept before they are cut back to the ``k`` best groups.
+_POOL_GROUPS = 64
 
 
 @dataclass(frozen=True)
 class EngineOptions:
-    """How the engine runs: training rows per block, test rows per batch, device and dtype."""
+    """How the engine runs: training rows per block, test rows per batch, device, dtype and progress bars.
+
+    ``progress``: a bar over the training blocks of each test batch (``None``: when stderr is a
+    terminal; ``False``, the default, for the fast head-only kernels).
+    """
 
     block_size: int = 16384
     test_batch_size: int = 1024
     device: str = "cpu"
     dtype: torch.dtype = torch.float32
+    progress: bool | None = False
 
 
-def _candidates(scores: Tensor, k: int, largest: bool) -> tuple[Tensor, Tensor]:
-    """Entries of each row that include its ``k`` largest (or smallest): ``(values, column positions)``.
+def _block_starts(n: int, options: EngineOptions, desc: str) -> Iterator[int]:
+    """Starts of the training blocks, with a progress bar when ``options.progress`` says so."""
+    starts = range(0, n, options.block_size)
+    return progress_bar(starts, desc=desc, total=len(starts), progress=options.progress)
 
-    When the block is wide, rows are cut into groups of ``_GROUP`` columns; the ``k`` groups with
-    the most extreme group extremum hold ``k`` entries at least as extreme as every entry outside
-    them, so those ``k · _GROUP`` entries (plus the ragged tail) are the candidates. Otherwise the
-    row's exact top-``k``.
+
+def _top_groups(scores: Tensor, k: int, start: int, largest: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """The ``k`` column groups of a block whose extremum is most extreme, plus its ragged tail as a padded group.
+
+    Rows are cut into groups of ``_GROUP`` columns. The ``k`` groups with the most extreme group
+    extremum hold ``k`` entries at least as extreme as every entry outside them, so they contain the
+    row's ``k`` most extreme entries. Returns ``(extrema (m, g), values (m, g, _GROUP), first column
+    (m, g))`` with the first column counted from ``start``; the tail group is padded with ``∓inf``.
     """
     m, b = scores.shape
-    n_groups = b // _GROUP
-    if 4 * k > n_groups:
-        return torch.topk(scores, k, dim=1, largest=largest, sorted=False)
-    grouped = scores[:, : n_groups * _GROUP].reshape(m, n_groups, _GROUP)
-    group_extreme = grouped.amax(dim=2) if largest else grouped.amin(dim=2)
-    groups = torch.topk(group_extreme, k, dim=1, largest=largest, sorted=False).indices
-    offsets = torch.arange(_GROUP, device=scores.device)
-    positions = (groups.unsqueeze(2) * _GROUP + offsets).reshape(m, k * _GROUP)
-    if n_groups * _GROUP < b:
-        tail = torch.arange(n_groups * _GROUP, b, device=scores.device).expand(m, -1)
-        positions = torch.cat([positions, tail], dim=1)
-    return torch.gather(scores, 1, positions), positions
+    n_full = b // _GROUP
+    extrema, values, firsts = [], [], []
+    if n_full:
+        grouped = scores[:, : n_full * _GROUP].reshape(m, n_full, _GROUP)
+        group_extreme = grouped.amax(dim=2) if largest else grouped.amin(dim=2)
+        top, groups = torch.topk(group_extreme, min(k, n_full), dim=1, largest=largest, sorted=False)
+        extrema.append(top)
+        values.append(torch.gather(grouped, 1, groups.unsqueeze(2).expand(-1, -1, _GROUP)))
+        firsts.append(groups * _GROUP + start)
+    if n_full * _GROUP < b:
+        pad = torch.full((m, _GROUP - (b - n_full * _GROUP)), -torch.inf if largest else torch.inf, dtype=scores.dtype, device=scores.device)
+        tail = torch.cat([scores[:, n_full * _GROUP :], pad], dim=1)
+        extrema.append(tail.amax(dim=1, keepdim=True) if largest else tail.amin(dim=1, keepdim=True))
+        values.append(tail.unsqueeze(1))
+        firsts.append(torch.full((m, 1), start + n_full * _GROUP, dtype=torch.long, device=scores.device))
+    if len(extrema) == 1:
+        return extrema[0], values[0], firsts[0]
+    return torch.cat(extrema, dim=1), torch.cat(values, dim=1), torch.cat(firsts, dim=1)
 
 
 class _RunningExtremes:
-    """The ``k`` most extreme scores per row seen so far, kept as a pool of candidates.
+    """The ``k`` most extreme scores per row seen so far, kept as candidate column groups.
 
-    Candidates of each block are appended and the pool is cut back to ``k`` columns with one
-    ``topk`` only when it grows past ``_POOL_WIDTH`` columns (``topk`` has a cost per row).
+    Each block contributes its :func:`_top_groups`; the pool is cut back to the ``k`` groups with
+    the most extreme extremum (the same argument across blocks as within one) when it holds more
+    than ``_POOL_GROUPS`` groups, and the final top-``k`` is selected among ``k · _GROUP`` entries.
     """
 
     def __init__(self, k: int, largest: bool) -> None:
         self.k, self.largest = k, largest
-        self.values: list[Tensor] = []
-        self.indices: list[Tensor] = []
+        self.parts: list[tuple[Tensor, Tensor, Tensor]] = []
         self.width = 0
 
-    def add(self, values: Tensor, indices: Tensor) -> None:
-        self.values.append(values)
-        self.indices.append(indices)
-        self.width += values.shape[1]
-        if self.width > max(_POOL_WIDTH, 2 * self.k):
+    def add(self, scores: Tensor, start: int) -> None:
+        part = _top_groups(scores, self.k, start, self.largest)
+        self.parts.append(part)
+        self.width += part[0].shape[1]
+        if self.width > max(_POOL_GROUPS, 2 * self.k):
             self._compact()
 
     def _compact(self) -> None:
-        values, indices = torch.cat(self.values, dim=1), torch.cat(self.indices, dim=1)
-        kept, pos = torch.topk(values, min(self.k, values.shape[1]), dim=1, largest=self.largest, sorted=False)
-        self.values, self.indices, self.width = [kept], [torch.gather(indices, 1, pos)], kept.shape[1]
+        extrema, values, firsts = (torch.cat(x, dim=1) if len(self.parts) > 1 else x[0] for x in zip(*self.parts))
+        if extrema.shape[1] > self.k:
+            kept, pos = torch.topk(extrema, self.k, dim=1, largest=self.largest, sorted=False)
+            values = torch.gather(values, 1, pos.unsqueeze(2).expand(-1, -1, _GROUP))
+            extrema, firsts = kept, torch.gather(firsts, 1, pos)
+        self.parts, self.width = [(extrema, values, firsts)], extrema.shape[1]
 
     def result(self) -> tuple[Tensor, Tensor]:
         """``(indices, scores)``, rows sorted from the most extreme score."""
         self._compact()
-        scores, pos = torch.sort(self.values[0], dim=1, descending=self.largest)
-        return torch.gather(self.indices[0], 1, pos), scores
+        _, values, firsts = self.parts[0]
+        m, g = firsts.shape
+        flat = values.reshape(m, g * _GROUP)
+        top, pos = torch.topk(flat, self.k, dim=1, largest=self.largest, sorted=True)
+        return torch.gather(firsts, 1, pos // _GROUP) + pos % _GROUP, top
 
 
 def _batches(test: TestFactors, options: EngineOptions) -> Iterator[tuple[int, Tensor, TestFactors]]:
@@ -105,7 +130,8 @@ def _batches(test: TestFactors, options: EngineOptions) -> Iterator[tuple[int, T
     for t0 in range(0, test.m, options.test_batch_size):
         batch = test.slice(t0, t0 + options.test_batch_size).to(device, options.dtype)
         order = torch.argsort(batch.out, stable=True)
-        yield t0, order, batch.take(order)
+        identity = bool((order == torch.arange(batch.m, device=order.device)).all())
+        yield t0, order, batch if identity else batch.take(order)
 
 
 def _block_buffer(batch: TestFactors, n: int, options: EngineOptions) -> Tensor:
@@ -129,12 +155,11 @@ def top_k(kernel: BilinearKernel, test: TestFactors, k: int, options: EngineOpti
     for t0, order, batch in _batches(test, options):
         buffer = _block_buffer(batch, kernel.n, options)
         running = (_RunningExtremes(k, largest=True), _RunningExtremes(k, largest=False))
-        for start in range(0, kernel.n, options.block_size):
+        for start in _block_starts(kernel.n, options, "scoring"):
             stop = min(start + options.block_size, kernel.n)
             scores = kernel.block(batch, start, stop, out=_block_view(buffer, batch.m, stop - start))
             for extremes in running:
-                values, positions = _candidates(scores, min(k, stop - start), extremes.largest)
-                extremes.add(values, positions + start)
+                extremes.add(scores, start)
         rows = (t0 + order).cpu().numpy()
         parts = (*running[0].result(), *running[1].result())
         for result, part in zip(results, parts):
@@ -150,7 +175,7 @@ def dense(kernel: BilinearKernel, test: TestFactors, options: EngineOptions) -> 
         positions = order.cpu()
         in_place = on_host and bool((order == torch.arange(batch.m, device=order.device)).all())
         buffer = None if in_place else _block_buffer(batch, kernel.n, options)
-        for start in range(0, kernel.n, options.block_size):
+        for start in _block_starts(kernel.n, options, "scoring"):
             stop = min(start + options.block_size, kernel.n)
             target = out[t0 : t0 + batch.m, start:stop]
             if in_place:

@@ -12,7 +12,8 @@ With ``z_i = f(x_i; θ)`` the logits, ``ℓ_i`` the cross-entropy with label ``y
 Products run on ``m`` vectors at once (rows of ``V``, ``(m, P)``). ``G v`` for networks made of
 Linear / Conv2d layers uses the per-example pseudo-gradients ``ψ_ik = J_iᵀc_ik`` with
 ``Σ_k c_ik c_ikᵀ = Λ_i`` (:meth:`GradientComputer.pseudo_batch`): ``G v = (1/n) Σ_ik ψ_ik (ψ_ikᵀ v)``,
-``K`` batched backward passes per batch whatever ``m``; the dense ``G`` is ``(1/n) ΨᵀΨ``. When
+``K`` batched backward passes per batch whatever ``m``, made dense in row chunks of bounded size (the
+factored rows of :mod:`.factored`); the dense ``G`` is ``(1/n) ΨᵀΨ``. When
 ``Ψ`` (``n·K × P``) fits in ``cache_bytes`` it is computed once and kept, so that CG and LiSSA
 iterations are two matrix products each. Otherwise,
 and for ``H v``, products use reverse-over-reverse autograd, which works for any differentiable
@@ -25,6 +26,7 @@ not added here; the solvers add ``λ v``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
@@ -54,19 +56,24 @@ class Curvature:
         self.pseudo = kind == "ggn" and self.gradients.has_layer_route
         self.cache_bytes = int(cache_bytes)
         self._psi: Tensor | None = None
+        self._psi_too_large = False
 
-    def _psi_rows(self, inputs) -> Tensor:
-        return self.gradients.pseudo_batch(inputs).flatten(0, 1)
+    def _psi_chunks(self, inputs) -> Iterator[Tensor]:
+        """Dense pseudo-gradient rows of a batch, in chunks of bounded size (``FLAT_CHUNK_FLOATS`` floats)."""
+        for block in self.gradients.pseudo_blocks(inputs):
+            for _, flat in block.flat_chunks():
+                yield flat
 
     def cached_psi(self) -> Tensor | None:
         """All pseudo-gradients ``(n, K', P)`` when the GGN route applies and they fit in ``cache_bytes``."""
-        if not self.pseudo:
+        if not self.pseudo or self._psi_too_large:
             return None
         if self._psi is None:
             first, _ = next(self.data.batches())
             k = int(self.gradients.pseudo_batch(_first_row(first)).shape[1])
             size = self.data.n * k * self.network.params.n_params * torch.finfo(self.network.dtype).bits // 8
             if size > self.cache_bytes:
+                self._psi_too_large = True
                 return None
             self._psi = torch.cat([self.gradients.pseudo_batch(inputs) for inputs, _ in self.data.batches()])
         return self._psi
@@ -90,8 +97,10 @@ class Curvature:
         """``Σ_{i ∈ batch} C_i vᵀ`` for ``v`` of shape ``(m, P)``."""
         params = self.network.params
         if self.pseudo:
-            psi = self._psi_rows(inputs)
-            return (v @ psi.T) @ psi
+            total = torch.zeros_like(v)
+            for psi in self._psi_chunks(inputs):
+                total += (v @ psi.T) @ psi
+            return total
         leaves = [t.detach().requires_grad_(True) for t in self.network.tensors]
         z = self.network.forward(leaves, self.network.prepare(inputs))
         if self.kind == "hessian":
@@ -131,8 +140,8 @@ class Curvature:
                 return flat.T @ flat / self.data.n
             out = torch.zeros(n_params, n_params, dtype=self.network.dtype, device=self.network.device)
             for inputs, _ in self.data.batches():
-                psi = self._psi_rows(inputs)
-                out += psi.T @ psi
+                for psi in self._psi_chunks(inputs):
+                    out += psi.T @ psi
             return out / self.data.n
         out = torch.empty(n_params, n_params, dtype=self.network.dtype, device=self.network.device)
         for start in range(0, n_params, chunk):
@@ -143,17 +152,21 @@ class Curvature:
         return (out + out.T) / 2
 
     def largest_eigenvalue(self, n_iter: int = 20, seed: int = 0) -> float:
-        """Power-iteration estimate of the largest-magnitude eigenvalue (sets LiSSA's scale)."""
-        gen = torch.Generator().manual_seed(seed)
-        v = torch.randn(1, self.network.params.n_params, generator=gen, dtype=torch.float64).to(self.network.device, self.network.dtype)
-        v /= v.norm()
-        value = 0.0
-        for _ in range(n_iter):
-            w = self.matvec(v)
-            value = float((w * v).sum())
-            v = w / w.norm().clamp_min(torch.finfo(w.dtype).tiny)
-        return abs(value)
+        """Power-iteration estimate of the largest-magnitude eigenvalue (sets LiSSA's scale and the default damping)."""
+        return power_iteration(self.matvec, self.network.params.n_params, dtype=self.network.dtype, device=self.network.device, n_iter=n_iter, seed=seed)
 
+
+def power_iteration(apply, n_params: int, *, dtype: torch.dtype, device: torch.device, n_iter: int = 20, seed: int = 0) -> float:
+    """``|λ|`` of the largest-magnitude eigenvalue of a symmetric operator ``apply`` on rows ``(1, P)``, by power iteration."""
+    gen = torch.Generator().manual_seed(seed)
+    v = torch.randn(1, n_params, generator=gen, dtype=torch.float64).to(device, dtype)
+    v /= v.norm()
+    value = 0.0
+    for _ in range(n_iter):
+        w = apply(v)
+        value = float((w * v).sum())
+        v = w / w.norm().clamp_min(torch.finfo(w.dtype).tiny)
+    return abs(value)
 
 
 def _first_row(batch):

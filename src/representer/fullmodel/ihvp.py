@@ -34,6 +34,8 @@ import numpy as np
 import torch
 
 from ..errors import RepresenterError
+from .factored import GradientBlock, split_flat
+
 if TYPE_CHECKING:
     from .curvature import Curvature
 
@@ -58,6 +60,19 @@ class InverseCurvature(ABC):
         s = self.solve(g)
         return (s * g).sum(dim=1), (s * s).sum(dim=1)
 
+    def solve_block(self, block: GradientBlock) -> list[Tensor]:
+        """Per part of the factored gradients ``block``, ``(C + λI)⁻¹g`` (``(b, out, in')`` for layer parts).
+
+        Made dense in row chunks of bounded size (:meth:`GradientBlock.flat_chunks`).
+        """
+        chunks = [split_flat(block.parts, self.solve(flat)) for _, flat in block.flat_chunks()]
+        return [torch.cat([c[j] for c in chunks]) for j in range(len(block.parts))]
+
+    def forms_block(self, block: GradientBlock) -> tuple[Tensor, Tensor]:
+        """:meth:`forms` of the factored gradients ``block``, in row chunks of bounded size."""
+        pairs = [self.forms(flat) for _, flat in block.flat_chunks()]
+        return torch.cat([q for q, _ in pairs]), torch.cat([v for _, v in pairs])
+
 
 class IdentityInverse(InverseCurvature):
     """``C + λI`` replaced by the identity: influence becomes the gradient dot product."""
@@ -68,6 +83,10 @@ class IdentityInverse(InverseCurvature):
     def solve(self, v: Tensor) -> Tensor:
         return v
 
+    def forms_block(self, block: GradientBlock) -> tuple[Tensor, Tensor]:
+        norms = block.sq_norms()
+        return norms, norms
+
 
 class ExactInverse(InverseCurvature):
     """The Cholesky factor ``L`` of the dense ``C + λI`` (``P ≤ max_params``)."""
@@ -76,22 +95,32 @@ class ExactInverse(InverseCurvature):
         self.factor = factor
         self.report = {"n_params": int(factor.shape[0])}
 
-    @classmethod
-    def fit(cls, curvature: Curvature, damping: float, *, max_params: int = 20000) -> "ExactInverse":
-        """Build ``C`` from ``P`` curvature products and factorise ``C + λI``."""
+    @staticmethod
+    def check_size(curvature: Curvature, *, max_params: int = 20000) -> Curvature:
+        """``curvature``, if its dense ``P × P`` matrix is affordable (``P ≤ max_params``); raise otherwise."""
         n_params = curvature.network.params.n_params
         if n_params > max_params:
             raise RepresenterError(
                 f"hessian='exact' builds a {n_params}×{n_params} matrix; that is above max_params={max_params}. "
                 "Use hessian='ekfac', 'cg' or 'lissa', or select fewer parameters with `params=`."
             )
-        matrix = curvature.matrix()
-        eye = torch.eye(n_params, dtype=matrix.dtype, device=matrix.device)
+        return curvature
+
+    @classmethod
+    def fit(cls, curvature: Curvature, damping: float, *, max_params: int = 20000) -> "ExactInverse":
+        """Build ``C`` from ``P`` curvature products and factorise ``C + λI``."""
+        matrix = cls.check_size(curvature, max_params=max_params).matrix()
+        return cls.factorise(matrix, damping, kind=curvature.kind)
+
+    @classmethod
+    def factorise(cls, matrix: Tensor, damping: float, *, kind: str = "ggn") -> "ExactInverse":
+        """Cholesky-factorise ``C + λI`` for the dense curvature ``matrix``; a clear error if it is not positive definite."""
+        eye = torch.eye(matrix.shape[0], dtype=matrix.dtype, device=matrix.device)
         factor, info = torch.linalg.cholesky_ex(matrix + damping * eye)
         if int(info) != 0:
             smallest = float(torch.linalg.eigvalsh(matrix)[0])
             raise RepresenterError(
-                f"The damped {curvature.kind} (damping={damping:g}) is not positive definite (smallest curvature "
+                f"The damped {kind} (damping={damping:g}) is not positive definite (smallest curvature "
                 f"eigenvalue {smallest:.3g}); raise `damping` above {-smallest:.3g} or use curvature='ggn'."
             )
         return cls(factor)

@@ -9,6 +9,8 @@ for a convolution, a trailing 1 for the bias) and ``δ`` the output-gradient row
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -86,12 +88,40 @@ class Recorder:
             h.remove()
 
 
-def layer_slots(network: Network) -> list[tuple[str, slice, slice | None, int]]:
-    """``(module name, weight slice, bias slice, out features)`` of each EK-FAC layer, in module order."""
+@dataclass(frozen=True)
+class LayerSlot:
+    """Where a Linear / Conv2d layer's parameter matrix ``M = [W | b]`` (``out × in'``) sits in the flat vector."""
+
+    module_name: str
+    weight: slice
+    bias: slice | None
+    out_features: int
+
+    @property
+    def in_features(self) -> int:
+        """``in'``: the columns of ``M`` (``in·kh·kw``, plus one for a bias)."""
+        return (self.weight.stop - self.weight.start) // self.out_features + (self.bias is not None)
+
+    def matrices(self, flat: Tensor) -> Tensor:
+        """``(m, out, in')`` parameter matrices ``[W | b]`` of flat rows ``(m, P)``."""
+        w = flat[:, self.weight].reshape(flat.shape[0], self.out_features, -1)
+        return w if self.bias is None else torch.cat([w, flat[:, self.bias].unsqueeze(2)], dim=2)
+
+    def write(self, flat: Tensor, m: Tensor) -> None:
+        """Store matrices ``m`` ``(m, out, in')`` into the flat rows (inverse of :meth:`matrices`)."""
+        if self.bias is None:
+            flat[:, self.weight] = m.reshape(m.shape[0], -1)
+        else:
+            flat[:, self.weight] = m[:, :, :-1].reshape(m.shape[0], -1)
+            flat[:, self.bias] = m[:, :, -1]
+
+
+def layer_slots(network: Network) -> list[LayerSlot]:
+    """The :class:`LayerSlot` of each selected Linear / Conv2d layer, in module order."""
     offsets = network.params.offsets()
     slots = []
     for name, module in layers_of(network):
         prefix = f"{name}." if name else ""
         out = module.out_features if isinstance(module, nn.Linear) else module.out_channels
-        slots.append((name, offsets[prefix + "weight"], offsets.get(prefix + "bias"), out))
+        slots.append(LayerSlot(name, offsets[prefix + "weight"], offsets.get(prefix + "bias"), out))
     return slots

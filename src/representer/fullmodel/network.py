@@ -200,11 +200,20 @@ class LabelledData:
     def n(self) -> int:
         return int(self.y.shape[0])
 
+    @property
+    def n_batches(self) -> int | None:
+        """How many batches :meth:`batches` yields (for progress bars; ``None`` when a DataLoader may not say)."""
+        if isinstance(self.X, DataLoader):
+            return len(self.X) if hasattr(self.X, "__len__") else None
+        return -(-self.n // self.batch_size)
+
     def batches(self) -> Iterator[tuple[Any, Tensor]]:
         """``(inputs, labels)`` batches in order; raises if ``X`` and ``y`` disagree on the row count."""
         start = 0
         for batch in _iterate_batches(self.X, self.batch_size, False):
             b = _batch_length(batch)
+            if start + b > self.n:
+                raise InputError(f"`X` has more than {self.n} rows but `y` has {self.n} labels; pass one label per row.")
             yield batch, self.y[start : start + b]
             start += b
         if start != self.n:

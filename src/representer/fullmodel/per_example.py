@@ -16,7 +16,9 @@ numbers, to rounding):
 * ``"loop"`` — one autograd backward pass per example, for networks vmap cannot trace (an LSTM over
   ``pack_padded_sequence`` reads the lengths as Python integers).
 
-Memory is bounded by the batch: ``b · P`` floats at a time.
+On the ``"layers"`` route a Linear layer that sees one position per example (an MLP layer, a
+classifier head) keeps its gradients as the two factors of ``δ ãᵀ`` (:mod:`.factored`); dense rows
+are only built when asked (:meth:`GradientComputer.batch`). Memory is bounded by the batch.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ import numpy as np
 import torch
 from torch.utils._pytree import tree_map
 
+from .._progress import progress_bar
 from ..errors import ModelError
+from .factored import GradientBlock, Part, layer_part
 from .layers import Recorder, layer_slots, output_rows
 from .network import LabelledData, Network, class_logit, curvature_factors, example_loss
 
@@ -56,11 +60,17 @@ def _row(batch: Any, i: int) -> Any:
 
 
 class GradientComputer:
-    """Computes per-example gradients of ``network``; remembers which route works for it."""
+    """Computes per-example gradients of ``network``; remembers which route works for it.
+
+    :meth:`factors` gives them in factored form (:class:`~representer.fullmodel.factored.GradientBlock`:
+    rank-one ``δ ãᵀ`` for Linear layers seen once per example on the ``"layers"`` route), :meth:`batch`
+    as dense ``(b, P)`` rows.
+    """
 
     def __init__(self, network: Network) -> None:
         self.network = network
         self.route: str | None = None
+        self.parts: tuple[Part, ...] | None = None
         try:
             self._slots = layer_slots(network)
         except ModelError:
@@ -71,31 +81,42 @@ class GradientComputer:
         """Whether every selected parameter sits in a Linear / Conv2d layer (the ``"layers"`` route applies)."""
         return self._slots is not None
 
-    def batch(self, inputs: Any, classes: Tensor, what: Quantity = "loss") -> Tensor:
-        """``(b, P)`` gradients for one batch of raw inputs and the classes ``(b,)`` (or rows ``(b, K)``) they use."""
+    def factors(self, inputs: Any, classes: Tensor, what: Quantity = "loss") -> GradientBlock:
+        """Gradients of one batch of raw inputs for the classes ``(b,)`` (or rows ``(b, K)``) they use, factored."""
         x = self.network.prepare(inputs)
         c = classes.to(self.network.device)
         if self._slots is not None and self.route in (None, "layers"):
-            g = self._layers_batch(x, c, what)
-            if g is not None:
+            block = self._layer_factors(x, c, what)
+            if block is not None:
                 self.route = "layers"
-                return g
+                return block
             self._slots = None
         if self.route in (None, "vmap"):
             try:
                 g = self._vmap_batch(x, c, what)
                 self.route = "vmap"
-                return g
+                return self._flat_block(g, x)
             except (RuntimeError, NotImplementedError, ValueError, TypeError):
                 if self.route == "vmap":
                     raise
                 self.route = "loop"
-        return torch.stack([self._autograd_row(_row(x, i), c[i : i + 1], what) for i in range(int(c.shape[0]))])
+        return self._flat_block(torch.stack([self._autograd_row(_row(x, i), c[i : i + 1], what) for i in range(int(c.shape[0]))]), x)
 
-    def _layers_batch(self, x: Any, c: Tensor, what: Quantity) -> Tensor | None:
+    def batch(self, inputs: Any, classes: Tensor, what: Quantity = "loss") -> Tensor:
+        """``(b, P)`` gradients for one batch of raw inputs and the classes ``(b,)`` (or rows ``(b, K)``) they use."""
+        return self.factors(inputs, classes, what).flat()
+
+    def _flat_block(self, g: Tensor, x: Any) -> GradientBlock:
+        with torch.no_grad():
+            logits = self.network.forward(self.network.tensors, x)
+        block = GradientBlock.from_rows(g, logits=logits)
+        self.parts = block.parts
+        return block
+
+    def _layer_factors(self, x: Any, c: Tensor, what: Quantity) -> GradientBlock | None:
         """The ``"layers"`` route; ``None`` when a layer is not called exactly once per forward pass."""
         modules = dict(self.network.module.named_modules())
-        names = [slot[0] for slot in self._slots]
+        names = [slot.module_name for slot in self._slots]
         recorder = Recorder([(n, modules[n]) for n in names])
         try:
             leaves = [t.detach().requires_grad_(True) for t in self.network.tensors]
@@ -105,15 +126,22 @@ class GradientComputer:
             deltas = torch.autograd.grad(objective(z, c, what).sum(), [recorder.outputs[n] for n in names])
         finally:
             recorder.remove()
-        out = torch.empty(z.shape[0], self.network.params.n_params, dtype=z.dtype, device=z.device)
-        for (name, weight, bias, n_out), delta in zip(self._slots, deltas):
-            grad = torch.einsum("blo,bli->boi", output_rows(modules[name], delta), recorder.inputs[name])
-            if bias is None:
-                out[:, weight] = grad.reshape(grad.shape[0], -1)
+        rows = [output_rows(modules[n], d) for n, d in zip(names, deltas)]
+        inputs = [recorder.inputs[n] for n in names]
+        if self.parts is None:
+            self.parts = tuple(layer_part(slot, int(a.shape[1])) for slot, a in zip(self._slots, inputs))
+        tensors: list[tuple[Tensor, ...]] = []
+        for part, delta, a in zip(self.parts, rows, inputs):
+            if part.kind == "outer":
+                if a.shape[1] != 1:
+                    raise ModelError(
+                        f"Layer `{part.slot.module_name}` saw one position per example in an earlier batch and "
+                        f"{a.shape[1]} now; pass inputs of one shape."
+                    )
+                tensors.append((delta[:, 0], a[:, 0]))
             else:
-                out[:, weight] = grad[:, :, :-1].reshape(grad.shape[0], -1)
-                out[:, bias] = grad[:, :, -1]
-        return out
+                tensors.append((torch.einsum("blo,bli->boi", delta, a).reshape(a.shape[0], -1),))
+        return GradientBlock(self.parts, tensors, self.network.params.n_params, z.detach())
 
     def _vmap_batch(self, x: Any, c: Tensor, what: Quantity) -> Tensor:
         network = self.network
@@ -131,25 +159,31 @@ class GradientComputer:
         value = objective(self.network.forward(leaves, x), c, what).sum()
         return self.network.params.flatten(torch.autograd.grad(value, leaves, allow_unused=True, materialize_grads=True))
 
-    def pseudo_batch(self, inputs: Any) -> Tensor:
-        """``(b, K', P)`` pseudo-gradients ``ψ_ik = J_iᵀc_ik`` with ``Σ_k ψ_ik ψ_ikᵀ = J_iᵀΛ_iJ_i`` (GGN rows)."""
+    def pseudo_blocks(self, inputs: Any) -> list[GradientBlock]:
+        """Per ``k``, the factored pseudo-gradients ``ψ_ik = J_iᵀc_ik`` (``Σ_k ψ_ik ψ_ikᵀ = J_iᵀΛ_iJ_i``, the GGN rows)."""
         with torch.no_grad():
             z = self.network.forward(self.network.tensors, self.network.prepare(inputs))
         factors = curvature_factors(z)
-        return torch.stack([self.batch(inputs, factors[:, k], "direction") for k in range(factors.shape[1])], dim=1)
+        return [self.factors(inputs, factors[:, k], "direction") for k in range(factors.shape[1])]
 
-    def iterate(self, data: LabelledData, classes: np.ndarray | None = None, what: Quantity = "loss") -> Iterator[tuple[int, Tensor]]:
-        """``(start, G_block)`` over ``data`` in its batches; ``classes`` defaults to the labels."""
+    def pseudo_batch(self, inputs: Any) -> Tensor:
+        """``(b, K', P)`` dense pseudo-gradients (see :meth:`pseudo_blocks`)."""
+        return torch.stack([block.flat() for block in self.pseudo_blocks(inputs)], dim=1)
+
+    def iterate(
+        self, data: LabelledData, classes: np.ndarray | None = None, what: Quantity = "loss", *, progress: bool | None = False, desc: str = "gradients"
+    ) -> Iterator[tuple[int, GradientBlock]]:
+        """``(start, block)`` of factored gradients over ``data`` in its batches; ``classes`` defaults to the labels."""
         start = 0
-        for inputs, labels in data.batches():
+        for inputs, labels in progress_bar(data.batches(), desc=desc, total=data.n_batches, progress=progress):
             b = int(labels.shape[0])
             c = labels if classes is None else torch.as_tensor(classes[start : start + b])
-            yield start, self.batch(inputs, c, what)
+            yield start, self.factors(inputs, c, what)
             start += b
 
     def matrix(self, data: LabelledData, classes: np.ndarray | None = None, what: Quantity = "loss", *, dtype=np.float32) -> np.ndarray:
-        """All per-example gradients as an ``(n, P)`` numpy array of ``dtype`` (filled batch by batch)."""
+        """All per-example gradients as a dense ``(n, P)`` numpy array of ``dtype`` (for small problems and tests)."""
         out = np.empty((data.n, self.network.params.n_params), dtype=dtype)
         for start, block in self.iterate(data, classes, what):
-            out[start : start + block.shape[0]] = block.detach().cpu().numpy()
+            out[start : start + block.b] = block.flat().detach().cpu().numpy()
         return out

@@ -10,6 +10,7 @@ batches do not regenerate them (TRAK's CPU projector regenerates per call).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -68,9 +69,18 @@ class RandomProjector:
         """``(b, P)`` → ``(b, k)``."""
         if g.shape[-1] != self.n_params:
             raise InputError(f"Gradients have {g.shape[-1]} columns but the projector was built for {self.n_params} parameters.")
-        out = torch.zeros(g.shape[0], self.dim, dtype=g.dtype, device=g.device)
+        return self.project_columns(lambda c0, c1: g[:, c0:c1], g.shape[0], g.dtype, g.device)
+
+    def project_columns(self, columns: Callable[[int, int], Tensor], b: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+        """``G R`` for ``b`` rows whose columns ``c0:c1`` come from ``columns(c0, c1)``, one chunk of ``R`` at a time.
+
+        Each chunk of ``R`` is generated (or fetched from the cache) once per call, and ``G`` is never
+        made dense whole: factored gradients build only the columns a chunk needs.
+        """
+        out = torch.zeros(b, self.dim, dtype=dtype, device=device)
         for j, start in enumerate(range(0, self.n_params, self.chunk_rows)):
-            out.addmm_(g[:, start : start + self.chunk_rows], self.chunk(j, g.dtype, g.device))
+            stop = min(start + self.chunk_rows, self.n_params)
+            out.addmm_(columns(start, stop), self.chunk(j, dtype, device))
         return out
 
     def matrix(self) -> Tensor:

@@ -273,14 +273,18 @@ class Explainer(ABC):
     def _check_model(self, adapter: ClassifierAdapter) -> None:
         """Refuse a model the method cannot explain with these hyper-parameters (before any work); a hook."""
 
-    def _labels(self, y: Any, n: int) -> np.ndarray:
-        """Record ``classes_`` and return ``y`` as class ids, warning about degenerate training sets."""
+    def _labels(self, y: Any, n: int | None) -> np.ndarray:
+        """Record ``classes_`` and return ``y`` as class ids, warning about degenerate training sets.
+
+        ``n`` is the number of rows of the data (``None`` when it cannot be told without iterating,
+        as for a DataLoader: the rows are then matched to the labels batch by batch).
+        """
         n_classes = self.model_.n_classes
         self.classes_ = ClassMapping.for_labels(y, n_classes, self.class_names)
         labels = self.classes_.encode(y, "y")
-        if labels.shape[0] != n:
+        if n is not None and labels.shape[0] != n:
             raise InputError(f"`y` has {labels.shape[0]} labels but the data has {n} rows; pass one label per row.")
-        if n == 1:
+        if labels.shape[0] == 1:
             warnings.warn("Only one training point: every explanation is that point.", RepresenterWarning, stacklevel=4)
         elif np.unique(labels).size == 1:
             warnings.warn(
