@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -183,6 +184,21 @@ def test_trajectory_sees_past_memorisation(memorised):
     assert _roc(auto, mask) > _roc(final, mask) + 0.05
     without = rp.find_label_issues(net, X, y)
     assert without.method == "cross-fit" and "memorised" in without.caveat and "CheckpointRecorder" in without.caveat
+
+
+def test_auto_reads_the_margin_while_the_network_has_not_memorised(memorised):
+    net, X, y, mask, folder = memorised
+    early = load_checkpoints(folder)[:3]  # epochs 1, 3, 10
+    stopped = copy.deepcopy(net)
+    stopped.load_state_dict(early[-1].state)
+    stopped.eval()
+    fitted = (rp.TorchClassifier(stopped).predict(X) == y).mean()
+    assert fitted < 0.95, "the network at epoch 10 must not have memorised its noise"
+    auto = rp.find_label_issues(stopped, X, y, checkpoints=early)
+    margin = rp.find_label_issues(stopped, X, y, checkpoints=early, method="trajectory-margin")
+    assert auto.method == "trajectory-margin" and "not memorised" in auto.reason and auto.caveat is None
+    assert auto.indices.tolist() == margin.indices.tolist()
+    assert _roc(auto, mask) > 0.9
 
 
 def test_every_route_ranks_and_the_result_indexes_like_its_indices(memorised):

@@ -9,7 +9,10 @@ found best for what it is given:
 given                                    route                                               caveat
 =======================================  ==================================================  ==========
 a tree ensemble (booster)                ``trajectory-loss`` over its boosting rounds        —
-a network with ≥ 2 checkpoints           ``trajectory-loss`` over the checkpoints            —
+a network with ≥ 2 checkpoints that      ``trajectory-loss`` over the checkpoints            —
+fits ≥ 95 % of its labels (memorised)
+a network with ≥ 2 checkpoints that      ``trajectory-margin`` over the checkpoints          —
+fits < 95 % of its labels
 a network / features, no checkpoints     ``cross-fit`` (K convex head refits)                if it fits ≥ 95 % of its labels
 =======================================  ==================================================  ==========
 
@@ -17,7 +20,11 @@ Routes (``method=``):
 
 * ``"trajectory-loss"``: the loss on the given label averaged over the checkpoints at log-spaced
   epochs (:meth:`~representer.trajectory.Trajectory.mean_loss`); for boosters, over boosting rounds.
-* ``"trajectory-margin"``: area under the margin over the same trajectory, negated.
+* ``"trajectory-margin"``: area under the margin over the same trajectory, negated. The margin reads
+  the class competing with the given label, which separates flips to a confusable class better than
+  the loss while the network has not memorised them; once it has, the late epochs' large margins (a
+  margin is unbounded, a loss is bounded below by 0) swamp the average, so memorised networks get
+  ``trajectory-loss``.
 * ``"tracin"``: TracIn self-influence ``Σ_c η_c ‖∇ℓ_i(θ_c)‖²`` of the head (``params=None``; a closed
   form from one forward pass per checkpoint) or of the named layers (:class:`~representer.TracInCP`).
 * ``"cross-fit"``: ``1 − p̂_{i,y_i}`` with ``p̂`` held out by K-fold refits of an L2 head on the
@@ -226,13 +233,20 @@ def choose(inputs: Inputs) -> Choice:
             f"the booster's {inputs.adapter.n_trees} trees are its training trajectory: the loss on each point's given "
             "label, averaged over log-spaced boosting rounds, sees the rounds before the trees fitted it",
         )
-    if inputs.checkpoints is not None and len(inputs.checkpoints) >= 2:
-        return Choice(
-            "trajectory-loss",
-            f"{len(inputs.checkpoints)} checkpoints recorded: the loss on each point's given label, averaged over "
-            "log-spaced epochs, sees the epochs before the network memorised it",
-        )
     fitted = fitted_fraction(inputs.adapter, inputs.phi, inputs.y)
+    if inputs.checkpoints is not None and len(inputs.checkpoints) >= 2:
+        recorded = f"{len(inputs.checkpoints)} checkpoints recorded and the final network predicts {100 * fitted:.1f} % of its labels as given"
+        if fitted >= MEMORISED_SHARE:
+            return Choice(
+                "trajectory-loss",
+                f"{recorded} (memorised): the loss on each point's given label, averaged over log-spaced epochs, "
+                "sees the epochs before the network memorised it",
+            )
+        return Choice(
+            "trajectory-margin",
+            f"{recorded} (not memorised): the margin of each point's given label over its strongest rival class, "
+            "averaged over log-spaced epochs (area under the margin), separates flips to a confusable class best",
+        )
     reason = (
         "no training trajectory (no checkpoints): held-out probabilities from "
         f"{CROSSFIT_FOLDS}-fold refits of the head on the model's features"
