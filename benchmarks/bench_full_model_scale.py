@@ -36,7 +36,7 @@ replace torch (kronfluence declares torchvision, which it does not import for th
     pip install --no-deps dattri==0.3.0          # captum comes with representer[all]
     python -c "import torch; print(torch.__version__)"   # still 2.13.0
 
-    python benchmarks/bench_full_model_scale.py [--parts mlp10k mlp60k cnn60k agree] [--n-test 1000] [--out DIR]
+    python benchmarks/bench_full_model_scale.py [--parts mlp10k mlp60k cnn60k agree] [--n-test 1000] [--timeout S] [--out DIR]
 
 (``--n-test`` queries for the timing columns; the data always keeps 1,000, so runs with different
 ``--n-test`` can share ``--out`` — but their timing columns then mix query counts, so use one.)
@@ -310,6 +310,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", nargs="+", default=["agree", "mlp10k", "mlp60k", "cnn60k"], choices=["agree", *DATA_PARTS])
     parser.add_argument("--n-test", type=int, default=1000)
+    parser.add_argument("--timeout", type=int, default=6 * 3600, help="seconds each column may run (a column over it is reported as skipped)")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "bench_full_model_scale")
     args = parser.parse_args()
     work = args.out
@@ -327,7 +328,7 @@ def main() -> None:
                 continue
             body = dict(columns(part, results))[name]
             queries = MEMORY_QUERIES if name == "ours-ekfac-memory" else args.n_test
-            results[key] = run(body, work, part, queries)
+            results[key] = run(body, work, part, queries, timeout=args.timeout)
             results_file.write_text(json.dumps(results, indent=1))
             print(f"{key}: {results[key]}", flush=True)
         summarise(part, results, work)

@@ -17,7 +17,8 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("Checkpoint", "CheckpointRecorder", "load_checkpoints"), "checkpoints"),
     "ClassMapping": "classes",
-    **dict.fromkeys(("LabelIssues", "cumulative_attribution", "find_label_issues"), "debugging"),
+    **dict.fromkeys(("cumulative_attribution", "find_label_issues"), "debugging"),
+    "LabelIssues": "rankings",
     **dict.fromkeys(
         ("FileFormatError", "InputError", "ModelError", "NotFittedError", "OutputError", "RepresenterError",
          "RepresenterWarning", "StaleStateError", "UntrustedCodeError"),
@@ -59,7 +60,8 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # what type checkers and IDEs see: the names above, imported eagerly
     from .checkpoints import Checkpoint, CheckpointRecorder, load_checkpoints
     from .classes import ClassMapping
-    from .debugging import LabelIssues, cumulative_attribution, find_label_issues
+    from .debugging import cumulative_attribution, find_label_issues
+    from .rankings import LabelIssues
     from .errors import (
         FileFormatError,
         InputError,

@@ -360,7 +360,7 @@ def write_report(run: Run, *, show_explanations: int | None = None, show_issues:
     drawn (default: the ``show`` saved by ``explain`` / ``debug``). Raises :class:`InputError` if
     neither explanations nor label issues have been written yet.
     """
-    from .debugging import LabelIssues
+    from .rankings import LabelIssues
     from .explanation import Explanation, TopK
     from .report import Report
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 from .._validation import as_float_array
-from ..debugging import DetectionCurve
+from ..rankings import DetectionCurve
 from ..errors import InputError
 
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from matplotlib.figure import Figure
 
-from ..debugging import DetectionCurve
+from ..rankings import DetectionCurve
 from ..errors import InputError
 
 

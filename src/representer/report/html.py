@@ -31,7 +31,7 @@ from matplotlib.figure import Figure
 
 from .. import __version__
 from .._atomic import write_text
-from ..debugging import DetectionCurve, LabelIssues
+from ..rankings import DetectionCurve, LabelIssues
 from ..errors import InputError
 from ..explanation import Explanation
 from .figures import detection_curve_figure
