@@ -54,7 +54,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .._params import Boolean, NoneValue, Options, Strings, non_negative, positive
+from .._params import Boolean, InstanceOf, NoneValue, Options, Strings, non_negative, positive
 from .._validation import check_positive
 from ..engine import (
     BilinearKernel,
@@ -66,14 +66,15 @@ from ..engine import (
     SumKernel,
     TestFactors,
 )
-from ..errors import InputError, ModelError, StaleStateError
+from ..errors import FileFormatError, InputError, ModelError, StaleStateError
 from ..fullmodel.curvature import Curvature, CurvatureKind, power_iteration
 from ..fullmodel.ekfac import LOW_RANK_TOL, EKFACInverse, LayerFactors, fit_ekfac, largest_eigenvalue
 from ..fullmodel.factored import GradientBlock, GradientStore, Part, join_flat, part_prefixes, solved_tensors
 from ..fullmodel.ihvp import ConjugateGradient, ExactInverse, IdentityInverse, InverseCurvature, LiSSA
 from ..fullmodel.layers import layer_slots
+from ..fullmodel.measurement import ClassLogit, CrossEntropy, Measurement, built_in, is_built_in, loss_form
 from ..fullmodel.network import LabelledData, Network, ParameterSet, compute_dtype
-from ..fullmodel.per_example import GradientComputer, Quantity
+from ..fullmodel.per_example import GradientComputer
 from ..fullmodel.projection import ProjectionKind, RandomProjector
 from ..models import TorchClassifier, as_adapter, predicted_class
 from ..models.base import array_fingerprint
@@ -93,6 +94,9 @@ DAMPING_SCALE = 1.0
 AUTO_STORE_BYTES = 2 * 2**30
 #: ... and projects them to this many dimensions (per checkpoint) beyond.
 AUTO_PROJECTION_DIM = 4096
+#: The hyper-parameters that hold a :class:`~representer.fullmodel.measurement.Measurement` (saved by name).
+MEASUREMENT_PARAMS = ("loss", "measurement")
+_MEASUREMENT = [InstanceOf(Measurement, "a Measurement (CrossEntropy(), ClassLogit(), Margin() or your own)")]
 
 
 def parameter_fingerprint(net: nn.Module) -> str:
@@ -129,6 +133,8 @@ class _FullModelExplainer(Explainer):
 
     _copies: ClassVar[int] = 1
     _parameter_constraints: ClassVar[dict[str, list]] = {
+        "loss": _MEASUREMENT,
+        "measurement": _MEASUREMENT,
         "params": [NoneValue(), Strings()],
         "compute_dtype": [Options(("float32", "float64"))],
         "projection_dim": [NoneValue(), Options(("auto",)), positive(int)],
@@ -141,6 +147,8 @@ class _FullModelExplainer(Explainer):
         self,
         model: Any,
         *,
+        loss: Measurement = CrossEntropy(),
+        measurement: Measurement = CrossEntropy(),
         params: Sequence[str] | None = None,
         compute_dtype: str = "float64",
         projection_dim: int | Literal["auto"] | None = "auto",
@@ -150,6 +158,8 @@ class _FullModelExplainer(Explainer):
         **engine: Any,
     ) -> None:
         super().__init__(model, **engine)
+        self.loss = loss
+        self.measurement = measurement
         self.params = params
         self.compute_dtype = compute_dtype
         self.projection_dim = projection_dim
@@ -300,6 +310,8 @@ class _FullModelExplainer(Explainer):
             self._finish_store()
             self.fit_report_.update(
                 {
+                    "loss": self.loss.name,
+                    "measurement": self.measurement.name,
                     "n_params": network.params.n_params,
                     "gradient_route": self._gradients().route,
                     "parameter_fingerprint": parameter_fingerprint(self.model_.net),
@@ -308,9 +320,29 @@ class _FullModelExplainer(Explainer):
             self._finish_fit()
         return self
 
+    def save(self, path):
+        """Write the fitted explainer; a measurement of your own cannot be saved (module docstring)."""
+        custom = [f"{k}={getattr(self, k)!r}" for k in MEASUREMENT_PARAMS if not is_built_in(getattr(self, k))]
+        if custom:
+            raise InputError(
+                f"{type(self).__name__} uses a measurement of your own ({', '.join(custom)}), which a save cannot rebuild "
+                "(it holds no code); save only explainers with the built-in CrossEntropy(), ClassLogit() or Margin(), or "
+                "keep the explainer in memory."
+            )
+        return super().save(path)
+
     @classmethod
     def _restore(cls, model: Any, config: dict, arrays: dict[str, np.ndarray]) -> "Explainer":
-        explainer = super()._restore(model, config, arrays)
+        params = dict(config["params"])
+        for key in MEASUREMENT_PARAMS:
+            if key in params:
+                try:
+                    params[key] = built_in(params[key])
+                except (KeyError, TypeError) as exc:
+                    raise FileFormatError(
+                        f"The saved `{key}` {params[key]!r} is not a built-in measurement of this representer; fit again."
+                    ) from exc
+        explainer = super()._restore(model, {**config, "params": params}, arrays)
         if parameter_fingerprint(explainer.model_.net) != explainer.fit_report_.get("parameter_fingerprint"):
             raise StaleStateError(
                 "The saved explainer was fitted on a network with different parameters; refit it, or load it with the "
@@ -318,13 +350,13 @@ class _FullModelExplainer(Explainer):
             )
         return explainer
 
-    def _train_blocks(self, classes: np.ndarray, what: Quantity, desc: str, *, record_logits: bool = True):
-        """``(start, block)`` of training gradients in ``compute_dtype`` (a progress bar when asked).
+    def _train_blocks(self, classes: np.ndarray, desc: str, *, record_logits: bool = True):
+        """``(start, block)`` of training gradients of ``loss`` in ``compute_dtype`` (a progress bar when asked).
 
         With ``record_logits`` (a pass at the network's own parameters) the blocks' logits become
         ``train_features_``, sparing a separate forward pass over the training set.
         """
-        for start, block in self._gradients().iterate(self._data, classes, what, progress=self.progress, desc=desc):
+        for start, block in self._gradients().iterate(self._data, classes, loss_form(self.loss), progress=self.progress, desc=desc):
             if record_logits:
                 if self._train_logits is None:
                     self._train_logits = np.empty((self._data.n, block.logits.shape[1]))
@@ -347,8 +379,9 @@ class _FullModelExplainer(Explainer):
     def _test_factors(self, data: LabelledData, rows: _TestRows) -> None:
         """Fill ``rows`` with the test-side tensors of the kernel for the inputs and classes of ``data``."""
 
-    def _test_blocks(self, data: LabelledData, what: Quantity):
-        return self._gradients().iterate(data, data.y.numpy(), what, progress=self.progress, desc="test gradients")
+    def _test_blocks(self, data: LabelledData, desc: str = "test gradients"):
+        """``(start, block)`` of gradients of ``measurement`` for the inputs and explained classes of ``data``."""
+        return self._gradients().iterate(data, data.y.numpy(), loss_form(self.measurement), progress=self.progress, desc=desc)
 
     def _dot_tensors(self, block: GradientBlock, copy: int = 0, *, normalise: bool = False) -> dict[str, Tensor]:
         """Test-side tensors of a gradient dot product with the store (factors, or the projection), unit rows if ``normalise``."""
@@ -437,6 +470,8 @@ class FullModelInfluence(_FullModelExplainer):
         lissa_batch_size: int | None = None,
         lissa_tol: float = 1e-3,
         ekfac_samples: int | None = None,
+        loss: Measurement = CrossEntropy(),
+        measurement: Measurement = CrossEntropy(),
         projection_dim: int | Literal["auto"] | None = "auto",
         projection: ProjectionKind = "gaussian",
         seed: int = 0,
@@ -445,8 +480,8 @@ class FullModelInfluence(_FullModelExplainer):
         **engine: Any,
     ) -> None:
         super().__init__(
-            model, params=params, compute_dtype=compute_dtype, projection_dim=projection_dim, projection=projection, seed=seed,
-            progress=progress, **engine,
+            model, loss=loss, measurement=measurement, params=params, compute_dtype=compute_dtype,
+            projection_dim=projection_dim, projection=projection, seed=seed, progress=progress, **engine,
         )
         self.hessian = hessian
         self.ekfac_samples = ekfac_samples
@@ -493,6 +528,29 @@ class FullModelInfluence(_FullModelExplainer):
             raise InputError("EK-FAC approximates the Gauss–Newton matrix only; use curvature='ggn' with hessian='ekfac'.")
         if self.damping == 0 and self.hessian in ("cg", "lissa", "ekfac", "exact"):
             raise InputError("`damping` must be > 0: the curvature of a softmax network is singular (e.g. damping='auto').")
+        if type(self.loss) is not CrossEntropy:
+            self._check_curvature_of_loss()
+
+    def _check_curvature_of_loss(self) -> None:
+        """Refuse a loss other than cross-entropy where the curvature would be the cross-entropy's (EK-FAC, GGN)."""
+        other = f"loss={self.loss!r} is not the cross-entropy"
+        if self.hessian == "ekfac":
+            raise InputError(
+                f"{other}, and EK-FAC approximates the cross-entropy's Gauss–Newton matrix; use hessian='exact', 'cg' or "
+                "'lissa' with curvature='hessian' (the Hessian of your loss), or hessian='identity'."
+            )
+        if self.hessian == "identity":
+            return
+        if self.curvature == "ggn":
+            raise InputError(
+                f"{other}, and curvature='ggn' is the cross-entropy's Gauss–Newton matrix; pass curvature='hessian' "
+                "(the Hessian of your loss)."
+            )
+        if self.denominators == "ekfac" or (self.denominators == "auto" and self.hessian in ("cg", "lissa")):
+            raise InputError(
+                f"{other}, and the per-training-point forms would use EK-FAC (the cross-entropy's curvature); pass "
+                "denominators='backend'."
+            )
 
     def _fit(self, logits: np.ndarray, y: np.ndarray) -> None:
         self.train_inputs_ = _array_inputs(self._data.X) if self.hessian in ("cg", "lissa") else None
@@ -502,7 +560,7 @@ class FullModelInfluence(_FullModelExplainer):
         forms_backend = self._forms_backend(damping)
         n = self.y_.shape[0]
         quad, norm_sq = np.empty(n), np.empty(n)
-        for start, block in self._train_blocks(y, "loss", "training gradients"):
+        for start, block in self._train_blocks(y, "training gradients"):
             q, v = forms_backend.forms_block(block)
             quad[start : start + block.b] = q.cpu().numpy()
             norm_sq[start : start + block.b] = v.cpu().numpy()
@@ -541,7 +599,7 @@ class FullModelInfluence(_FullModelExplainer):
                 for part in ("q_s", "q_a", "eigenvalues"):
                     setattr(self, f"ekfac{j}_{part}_", getattr(layer, part).cpu().numpy())
             return layers
-        curvature = Curvature(self.network(), self._data, self.curvature)
+        curvature = Curvature(self.network(), self._data, self.curvature, loss=self.loss)
         if self.hessian == "exact":
             return ExactInverse.check_size(curvature).matrix()
         return curvature
@@ -644,7 +702,7 @@ class FullModelInfluence(_FullModelExplainer):
         if self.hessian == "exact":
             return ExactInverse(torch.as_tensor(self.hessian_factor_).to(network.device, network.dtype))
         data = LabelledData(self.train_inputs_, self.y_, self.model_.batch_size)
-        return self._make_inverse(Curvature(network, data, self.curvature), damping)
+        return self._make_inverse(Curvature(network, data, self.curvature, loss=self.loss), damping)
 
     # ------------------------------------------------------------------ scoring
     def _train_scale(self) -> np.ndarray | None:
@@ -666,7 +724,7 @@ class FullModelInfluence(_FullModelExplainer):
         inverse = self.inverse()
         projector = self.projector()
         prefixes = part_prefixes(len(self.store().parts))
-        for start, block in self._test_blocks(data, "loss"):
+        for start, block in self._test_blocks(data):
             if self.hessian == "identity":
                 rows.put(start, self._dot_tensors(block))
                 continue
@@ -755,14 +813,16 @@ class FullModelSimilarity(_FullModelExplainer):
         projection: ProjectionKind = "gaussian",
         seed: int = 0,
         cosine: bool = False,
+        loss: Measurement = ClassLogit(),
+        measurement: Measurement = ClassLogit(),
         params: Sequence[str] | None = None,
         compute_dtype: str = "float64",
         progress: bool | None = None,
         **engine: Any,
     ) -> None:
         super().__init__(
-            model, params=params, compute_dtype=compute_dtype, projection_dim=projection_dim, projection=projection, seed=seed,
-            progress=progress, **engine,
+            model, loss=loss, measurement=measurement, params=params, compute_dtype=compute_dtype,
+            projection_dim=projection_dim, projection=projection, seed=seed, progress=progress, **engine,
         )
         self.cosine = cosine
 
@@ -772,7 +832,7 @@ class FullModelSimilarity(_FullModelExplainer):
 
     def _fit(self, logits: np.ndarray, y: np.ndarray) -> None:
         norms = np.empty(y.shape[0])
-        for start, block in self._train_blocks(y, "logit", "training gradients"):
+        for start, block in self._train_blocks(y, "training gradients"):
             stored = self._store_block(start, block)
             norms[start : start + block.b] = stored.sq_norms().sqrt().cpu().numpy()
         self.gradient_norms_ = norms
@@ -783,7 +843,7 @@ class FullModelSimilarity(_FullModelExplainer):
         return self._kernel(solved=False, scale=inverse)
 
     def _test_factors(self, data: LabelledData, rows: _TestRows) -> None:
-        for start, block in self._test_blocks(data, "logit"):
+        for start, block in self._test_blocks(data):
             rows.put(start, self._dot_tensors(block, normalise=bool(self.cosine)))
 
     def _self_influence(self) -> np.ndarray:
@@ -824,14 +884,16 @@ class TracInCP(_FullModelExplainer):
         projection_dim: int | Literal["auto"] | None = "auto",
         projection: ProjectionKind = "gaussian",
         seed: int = 0,
+        loss: Measurement = CrossEntropy(),
+        measurement: Measurement = CrossEntropy(),
         params: Sequence[str] | None = None,
         compute_dtype: str = "float64",
         progress: bool | None = None,
         **engine: Any,
     ) -> None:
         super().__init__(
-            model, params=params, compute_dtype=compute_dtype, projection_dim=projection_dim, projection=projection, seed=seed,
-            progress=progress, **engine,
+            model, loss=loss, measurement=measurement, params=params, compute_dtype=compute_dtype,
+            projection_dim=projection_dim, projection=projection, seed=seed, progress=progress, **engine,
         )
 
     @property
@@ -899,9 +961,9 @@ class TracInCP(_FullModelExplainer):
                 label = f"{desc} (checkpoint {c + 1}/{n_ckpt})" if n_ckpt > 1 else desc
                 if data is None:
                     current = self._train_logits is None and self._at_current_weights(original, original_context)
-                    blocks = self._train_blocks(classes, "loss", label, record_logits=current)
+                    blocks = self._train_blocks(classes, label, record_logits=current)
                 else:
-                    blocks = self._gradients().iterate(data, classes, "loss", progress=self.progress, desc=label)
+                    blocks = self._test_blocks(data, label)
                 for start, block in blocks:
                     yield c, start, block.scaled(float(lr) ** 0.5)
         finally:
