@@ -43,7 +43,6 @@ too, so a saved explainer refuses a network whose weights changed anywhere.
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
@@ -59,7 +58,6 @@ from .._validation import check_positive
 from ..engine import (
     BilinearKernel,
     CoefficientKernel,
-    EngineOptions,
     GradientKernel,
     KroneckerKernel,
     LowRankGradientKernel,
@@ -127,8 +125,8 @@ class _FullModelExplainer(Explainer):
     Args (besides the engine's): ``params`` — parameter names or module prefixes to attribute over
     (default: all trainable parameters); ``compute_dtype`` — precision of gradients and solves;
     ``projection_dim`` / ``projection`` / ``seed`` — random projection of the stored gradients
-    (``"auto"``: only when the exact store would exceed :data:`AUTO_STORE_BYTES`); ``progress`` —
-    progress bars on the gradient passes and scoring (``None``: when stderr is a terminal).
+    (``"auto"``: only when the exact store would exceed :data:`AUTO_STORE_BYTES`). The base class's
+    ``progress`` shows bars on the gradient passes and scoring.
     """
 
     _copies: ClassVar[int] = 1
@@ -140,7 +138,6 @@ class _FullModelExplainer(Explainer):
         "projection_dim": [NoneValue(), Options(("auto",)), positive(int)],
         "projection": [Options(("gaussian", "rademacher"))],
         "seed": [non_negative(int)],
-        "progress": [NoneValue(), Boolean()],
     }
 
     def __init__(
@@ -154,7 +151,6 @@ class _FullModelExplainer(Explainer):
         projection_dim: int | Literal["auto"] | None = "auto",
         projection: ProjectionKind = "gaussian",
         seed: int = 0,
-        progress: bool | None = None,
         **engine: Any,
     ) -> None:
         super().__init__(model, **engine)
@@ -165,11 +161,6 @@ class _FullModelExplainer(Explainer):
         self.projection_dim = projection_dim
         self.projection = projection
         self.seed = seed
-        self.progress = progress
-
-    @property
-    def options(self) -> EngineOptions:
-        return dataclasses.replace(super().options, progress=self.progress)
 
     # ------------------------------------------------------------------ network access
     def _adapter(self) -> TorchClassifier:
@@ -476,12 +467,11 @@ class FullModelInfluence(_FullModelExplainer):
         projection: ProjectionKind = "gaussian",
         seed: int = 0,
         compute_dtype: str = "float64",
-        progress: bool | None = None,
         **engine: Any,
     ) -> None:
         super().__init__(
             model, loss=loss, measurement=measurement, params=params, compute_dtype=compute_dtype,
-            projection_dim=projection_dim, projection=projection, seed=seed, progress=progress, **engine,
+            projection_dim=projection_dim, projection=projection, seed=seed, **engine,
         )
         self.hessian = hessian
         self.ekfac_samples = ekfac_samples
@@ -817,12 +807,11 @@ class FullModelSimilarity(_FullModelExplainer):
         measurement: Measurement = ClassLogit(),
         params: Sequence[str] | None = None,
         compute_dtype: str = "float64",
-        progress: bool | None = None,
         **engine: Any,
     ) -> None:
         super().__init__(
             model, loss=loss, measurement=measurement, params=params, compute_dtype=compute_dtype,
-            projection_dim=projection_dim, projection=projection, seed=seed, progress=progress, **engine,
+            projection_dim=projection_dim, projection=projection, seed=seed, **engine,
         )
         self.cosine = cosine
 
@@ -888,12 +877,11 @@ class TracInCP(_FullModelExplainer):
         measurement: Measurement = CrossEntropy(),
         params: Sequence[str] | None = None,
         compute_dtype: str = "float64",
-        progress: bool | None = None,
         **engine: Any,
     ) -> None:
         super().__init__(
             model, loss=loss, measurement=measurement, params=params, compute_dtype=compute_dtype,
-            projection_dim=projection_dim, projection=projection, seed=seed, progress=progress, **engine,
+            projection_dim=projection_dim, projection=projection, seed=seed, **engine,
         )
 
     @property
