@@ -30,6 +30,11 @@ and solves run in ``compute_dtype`` (float64 by default); no ``n × P`` array is
   Linear layers the unprojected score is ``Σ_c η_c (δ_t·δ_i)(ã_t·ã_i)`` — captum's ``TracInCPFast``
   trick, here for every Linear layer selected, not only the last.
 
+What is differentiated: ``ℓ`` above is the ``loss=`` (training side; default the cross-entropy, the
+logit for SIM) and the test side is the ``measurement=`` (default the same as the loss), both taken
+in their loss form (:mod:`representer.fullmodel.measurement`), so that positive = helpful for a
+margin too. EK-FAC and the Gauss–Newton matrix are the cross-entropy's and refuse another loss.
+
 Defaults (recorded with their reasons in ``fit_report_``): ``damping="auto"`` is the largest
 eigenvalue of the curvature the backend inverts (:data:`DAMPING_SCALE` × ``λ_max``), where EK-FAC
 agrees with exact influence (Spearman ≥ 0.9 on small nets, ``tests/test_full_model_methods.py``);
@@ -46,6 +51,7 @@ from __future__ import annotations
 import warnings
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -122,7 +128,9 @@ class _TestRows:
 class _FullModelExplainer(Explainer):
     """Shared plumbing: raw inputs, a private copy of the network, the factored gradient store, persistence.
 
-    Args (besides the engine's): ``params`` — parameter names or module prefixes to attribute over
+    Args (besides the engine's): ``loss`` / ``measurement`` — the training-side and test-side
+    measurements differentiated (:mod:`representer.fullmodel.measurement`; saved by name, custom ones
+    refused at save); ``params`` — parameter names or module prefixes to attribute over
     (default: all trainable parameters); ``compute_dtype`` — precision of gradients and solves;
     ``projection_dim`` / ``projection`` / ``seed`` — random projection of the stored gradients
     (``"auto"``: only when the exact store would exceed :data:`AUTO_STORE_BYTES`). The base class's
@@ -283,7 +291,28 @@ class _FullModelExplainer(Explainer):
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X: Any, y: Any) -> "_FullModelExplainer":
-        """Compute per-example training gradients of the whole network and the method's train-side state."""
+        """Compute per-example training gradients of the whole network and the method's train-side state.
+
+        Parameters
+        ----------
+        X : array, tensor, dict of arrays, Dataset or DataLoader of n training inputs
+            What the network takes (rows first).
+        y : array-like of shape (n,)
+            Training labels: class ids in ``[0, K)``, or class names with ``class_names``.
+
+        Returns
+        -------
+        _FullModelExplainer
+            ``self``, fitted.
+
+        Raises
+        ------
+        InputError
+            A hyper-parameter outside its constraints or a combination the method refuses (checked
+            first), bad ``X`` or ``y``. The explainer is then left as it was.
+        ModelError
+            A network in training mode, not a torch network, or layers the backend cannot model.
+        """
         with self._fitting():
             self.model_ = self._adapter()
             self._network_cache = None
@@ -311,8 +340,29 @@ class _FullModelExplainer(Explainer):
             self._finish_fit()
         return self
 
-    def save(self, path):
-        """Write the fitted explainer; a measurement of your own cannot be saved (module docstring)."""
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted explainer to a folder (:meth:`Explainer.save`); the built-in measurements by name.
+
+        Parameters
+        ----------
+        path : str or Path
+            The folder: new, empty, or a previous save.
+
+        Returns
+        -------
+        Path
+            The folder written.
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+        InputError
+            ``loss`` or ``measurement`` is a measurement of your own (a save holds no code to rebuild
+            it), or ``path`` is a file, a link or a folder of other files.
+        OutputError
+            The folder cannot be written (a previous save is kept).
+        """
         custom = [f"{k}={getattr(self, k)!r}" for k in MEASUREMENT_PARAMS if not is_built_in(getattr(self, k))]
         if custom:
             raise InputError(
@@ -387,44 +437,95 @@ class _FullModelExplainer(Explainer):
 class FullModelInfluence(_FullModelExplainer):
     """Influence over all parameters, ``I(t, i) = g_tᵀ(C + λI)⁻¹g_i`` (positive = helpful).
 
-    Args:
-        model: an ``nn.Module`` (eval mode) or a :class:`~representer.TorchClassifier`.
-        hessian: ``"ekfac"`` (Linear/Conv2d layers; default), ``"exact"`` (``P ≲ 20k``), ``"cg"``,
-            ``"lissa"`` or ``"identity"`` (gradient dot product).
-        damping: ``λ``, or ``"auto"`` (default): :data:`DAMPING_SCALE` × the largest eigenvalue of the
-            curvature the backend inverts, the scale at which EK-FAC agrees with exact influence
-            (see the module docstring; ``fit_report_["damping"]`` is the value used). For
-            leave-one-out agreement of a convex model set it to the L2 coefficient of the training
-            objective ``mean loss + (λ/2)‖θ‖²``.
-        curvature: ``"ggn"`` (Gauss–Newton = Fisher; default, positive semi-definite) or
-            ``"hessian"`` (exact, CG and LiSSA only; EK-FAC always approximates the GGN).
-        params: parameter names / module prefixes to attribute over (default all).
-        denominators: how the per-training-point forms ``g_iᵀ(C+λI)⁻¹g_i`` and ``‖(C+λI)⁻¹g_i‖``
-            (self-influence; RelatIF's denominators) are computed: ``"auto"`` (the backend itself
-            for exact / EK-FAC / identity, EK-FAC for CG / LiSSA), ``"backend"`` or ``"ekfac"``.
-        cg_tol, cg_max_iter: CG stopping rule (relative residual) and iteration cap.
-        lissa_depth, lissa_scale, lissa_repeats, lissa_batch_size, lissa_tol: LiSSA recursion length,
-            scale (``None``: 1.2 × power-iteration ``λ_max``), repeats, mini-batch (``None``: full
-            set) and the residual above which a ``ConvergenceWarning`` is raised.
-        ekfac_samples: ``None`` (EK-FAC's Fisher as the exact expectation over the ``K`` classes)
-            or the number of labels sampled from the model per example (``K/ekfac_samples`` times
-            fewer backward passes; kronfluence samples one).
-        projection_dim, projection: ``"auto"`` (default; exact gradients unless they exceed
-            :data:`AUTO_STORE_BYTES`), ``None`` (always exact) or ``k``: training gradients are
-            stored as ``Rᵀg_i`` and test vectors as ``Rᵀ(C + λI)⁻¹g_t`` (Johnson–Lindenstrauss; the
-            self-influence and RelatIF denominators stay exact).
-        seed: seeds the projection, LiSSA's mini-batches, the power iteration and EK-FAC's label samples.
-        compute_dtype: precision of gradients and solves (``"float64"`` default); the stored
-            gradients take the engine's ``dtype`` (float32 by default).
-        progress: progress bars on the passes over the data and on scoring.
+    ``g_i = ∇_θ ℓ(z_i, y_i)`` is the gradient of the training ``loss`` at training point ``i`` and
+    ``g_t = ∇_θ m(z_t, c)`` that of the ``measurement`` at test point ``t`` for the explained class
+    ``c`` (both in their loss form, :mod:`representer.fullmodel.measurement`); ``C`` is the curvature
+    of the mean training loss. Up-weighting ``i`` by ``ε`` changes ``m`` at ``t`` by ``−ε I(t, i)/n``
+    (loss form), so positive = helpful: it lowers the test loss, or raises a margin.
 
+    Parameters
+    ----------
+    model : nn.Module or TorchClassifier
+        The network, in eval mode (an ``nn.Module`` is wrapped in :class:`~representer.TorchClassifier`).
+    hessian : {"ekfac", "exact", "cg", "lissa", "identity"}, default "ekfac"
+        The inverse-curvature backend: EK-FAC (Linear / Conv2d layers), the dense matrix
+        (``P ≲ 20k``), conjugate gradients, LiSSA, or the identity (the gradient dot product).
+    damping : float or "auto", default "auto"
+        ``λ``; ``"auto"`` is :data:`DAMPING_SCALE` × the largest eigenvalue of the curvature the
+        backend inverts, the scale at which EK-FAC agrees with exact influence (module docstring;
+        ``fit_report_["damping"]`` is the value used). For leave-one-out agreement of a convex
+        model set it to the L2 coefficient of the training objective ``mean loss + (λ/2)‖θ‖²``.
+    curvature : {"ggn", "hessian"}, default "ggn"
+        ``C``: the Gauss–Newton matrix (= the Fisher for cross-entropy; positive semi-definite) or
+        the Hessian (exact, CG and LiSSA only; EK-FAC always approximates the GGN).
+    params : list of str, optional
+        Parameter names or module prefixes to attribute over (default: all trainable parameters).
+    denominators : {"auto", "backend", "ekfac"}, default "auto"
+        How the per-training-point forms ``g_iᵀ(C + λI)⁻¹g_i`` (self-influence) and
+        ``‖(C + λI)⁻¹g_i‖`` (RelatIF's denominators) are computed: ``"auto"`` is the backend itself
+        for exact / EK-FAC / identity and EK-FAC for CG / LiSSA.
+    cg_tol : float, default 1e-10
+        CG stops a column at this relative residual.
+    cg_max_iter : int, default 500
+        CG iterations at most (a ``ConvergenceWarning`` when reached).
+    lissa_depth : int, default 1000
+        LiSSA recursion length.
+    lissa_scale : float, optional
+        LiSSA's scale (``None``: 1.2 × the power-iteration ``λ_max``).
+    lissa_repeats : int, default 1
+        LiSSA estimates averaged.
+    lissa_batch_size : int, optional
+        LiSSA's mini-batch (``None``: the full training set).
+    lissa_tol : float, default 1e-3
+        The final relative residual above which LiSSA raises a ``ConvergenceWarning``.
+    ekfac_samples : int, optional
+        ``None``: EK-FAC's Fisher as the exact expectation over the ``K`` classes; ``s``: ``s``
+        labels sampled from the model per example (``K/s`` times fewer backward passes; kronfluence
+        samples one).
+    loss : Measurement, default CrossEntropy()
+        The training objective: its gradients are stored and its curvature is inverted. EK-FAC,
+        ``curvature="ggn"`` and EK-FAC denominators need the cross-entropy; another loss needs
+        ``curvature="hessian"`` (or ``hessian="identity"``).
+    measurement : Measurement, default CrossEntropy()
+        The function of the explained point whose gradient is explained (Koh & Liang's test loss;
+        ``Margin()`` for the margin).
+    projection_dim : int, "auto" or None, default "auto"
+        ``k``: training gradients are stored as ``Rᵀg_i`` and test vectors as ``Rᵀ(C + λI)⁻¹g_t``
+        (Johnson–Lindenstrauss; self-influence and RelatIF's denominators stay exact); ``None``:
+        always exact; ``"auto"``: exact unless that exceeds :data:`AUTO_STORE_BYTES`.
+    projection : {"gaussian", "rademacher"}, default "gaussian"
+        The entries of ``R``: ``N(0, 1)/√k`` or ``±1/√k``.
+    seed : int, default 0
+        Seeds the projection, LiSSA's mini-batches, the power iteration and EK-FAC's label samples.
+    compute_dtype : {"float64", "float32"}, default "float64"
+        Precision of gradients and solves; the stored gradients take the engine's ``dtype``
+        (float32 by default, within 1e-5 relative of float64).
+    **engine
+        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names``, ``progress`` (see
+        :class:`Explainer`; ``progress`` also covers the gradient and EK-FAC passes).
+
+    Attributes
+    ----------
+    grad{j}_{f}_ : ndarray of shape (n, w_j)
+        The stored training gradients, part ``j``, factor ``f`` (:mod:`representer.fullmodel.factored`).
+    train_self_influence_ : ndarray of shape (n,)
+        ``g_iᵀ(C + λI)⁻¹g_i``.
+    inverse_gradient_norms_ : ndarray of shape (n,)
+        ``‖(C + λI)⁻¹g_i‖``.
+    train_features_ : ndarray of shape (n, K)
+        The training logits.
+    solver_report_ : dict
+        Diagnostics of the last solve (CG / LiSSA residuals and iterations).
+    fit_report_ : dict
+        The damping and its rule, the projection and its reason, ``store_bytes``, the gradient
+        route, ``loss`` and ``measurement``, EK-FAC's layers and scoring ranks.
+
+    Notes
+    -----
     Memory: the stored gradients, ``n · w`` floats with ``w = Σ_Linear (out + in + 1) + Σ_other P_l``
     (``fit_report_["store_bytes"]``), plus one batch; the test side of ``explain`` holds at most
     ``m · P`` floats (``m · r · (out + in + 1)`` for a layer EK-FAC scores through the rank-``r`` SVD of
     ``1/(E + λ)``, ``fit_report_["ekfac_scoring"]``).
-    Fitted attributes: the stored gradient arrays ``grad{j}_{f}_``, ``train_self_influence_`` and
-    ``inverse_gradient_norms_`` ``(n,)``, the backend's arrays, and ``solver_report_`` (diagnostics
-    of the last solve).
     """
 
     name = "influence_full"
@@ -499,8 +600,29 @@ class FullModelInfluence(_FullModelExplainer):
             names.append("train_inputs_")
         return tuple(names)
 
-    def save(self, path):
-        """Write the fitted explainer (CG / LiSSA keep the training inputs, which must be an array)."""
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted explainer to a folder; CG / LiSSA keep the training inputs, which must be an array.
+
+        Parameters
+        ----------
+        path : str or Path
+            The folder: new, empty, or a previous save.
+
+        Returns
+        -------
+        Path
+            The folder written.
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+        InputError
+            ``hessian="cg"`` / ``"lissa"`` fitted on inputs that are not an array or tensor, a measurement of
+            your own, or a ``path`` that is a file, a link or a folder of other files.
+        OutputError
+            The folder cannot be written (a previous save is kept).
+        """
         if self.hessian in ("cg", "lissa") and getattr(self, "train_inputs_", None) is None:
             raise InputError(
                 f"hessian={self.hessian!r} needs the training inputs again at explain time, and only array or tensor "
@@ -670,7 +792,19 @@ class FullModelInfluence(_FullModelExplainer):
         return fit_ekfac(self.network(), data, samples=None if samples is None else int(samples), seed=int(self.seed), progress=self.progress)
 
     def inverse(self) -> InverseCurvature:
-        """The fitted inverse-curvature backend (rebuilt from the saved arrays after :func:`~representer.load`)."""
+        """The fitted inverse-curvature backend (rebuilt from the saved arrays after :func:`~representer.load`).
+
+        Returns
+        -------
+        InverseCurvature
+            ``solve(V)`` gives ``(C + λI)⁻¹`` of rows ``V`` ``(m, P)``; ``forms(G)`` the two
+            per-row forms of RelatIF (:mod:`representer.fullmodel.ihvp`).
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+        """
         self._check_fitted()
         return self._fitted_inverse()
 
@@ -731,13 +865,33 @@ class FullModelInfluence(_FullModelExplainer):
 
 
 class FullModelRelatIF(FullModelInfluence):
-    """Relative influence over all parameters (RelatIF §3, Appendix C).
+    """Relative influence over all parameters (RelatIF §3, Appendix C): influence over a per-point norm.
 
-    ``kind="theta"``: ``I(t, i)/‖(C+λI)⁻¹g_i‖``; ``kind="loss"``: ``I(t, i)/√(g_iᵀ(C+λI)⁻¹g_i)``.
-    Every backend supports both kinds; see :class:`FullModelInfluence` for the arguments and
-    ``denominators`` (EK-FAC block-diagonal denominators for CG / LiSSA, as in the paper).
-    Fitted attributes add ``denominators_`` ``(n,)``. :meth:`self_influence` is
-    ``g_iᵀ(C+λI)⁻¹g_i / denominator_i``.
+    ``kind="theta"``: ``I(t, i)/‖(C + λI)⁻¹g_i‖``; ``kind="loss"``: ``I(t, i)/√(g_iᵀ(C + λI)⁻¹g_i)``,
+    with ``I(t, i)`` the influence of :class:`FullModelInfluence` (positive = helpful). Every backend
+    supports both kinds; with ``hessian="cg"`` / ``"lissa"`` the denominators are EK-FAC's unless
+    ``denominators="backend"`` (the paper's recipe). Denominators below 1e-12 are clamped, with a
+    warning counting them.
+
+    Parameters
+    ----------
+    model : nn.Module or TorchClassifier
+        The network, in eval mode.
+    kind : {"theta", "loss"}, default "theta"
+        The normaliser: ``‖(C + λI)⁻¹g_i‖`` (θ-RelatIF) or ``√(g_iᵀ(C + λI)⁻¹g_i)`` (ℓ-RelatIF).
+    **kwargs
+        Every parameter of :class:`FullModelInfluence` (``hessian``, ``damping``, ``loss``,
+        ``measurement``, ``denominators`` …) and the engine's.
+
+    Attributes
+    ----------
+    denominators_ : ndarray of shape (n,)
+        The per-training-point normaliser (after the floor).
+
+    Notes
+    -----
+    :meth:`self_influence` is ``g_iᵀ(C + λI)⁻¹g_i / denominator_i``; the other fitted attributes are
+    those of :class:`FullModelInfluence`.
     """
 
     name = "relatif_full"
@@ -778,18 +932,45 @@ class FullModelRelatIF(FullModelInfluence):
 class FullModelSimilarity(_FullModelExplainer):
     """SIM / SIM-rp over all parameters (spec §4.5): ``⟨ĝ_i/‖ĝ_i‖, ĝ_t⟩`` of logit gradients.
 
-    Args:
-        model: an ``nn.Module`` (eval mode) or a :class:`~representer.TorchClassifier`.
-        projection_dim: ``"auto"`` (default: exact gradients unless they exceed
-            :data:`AUTO_STORE_BYTES`), ``None`` (SIM, exact gradients) or ``k`` (SIM-rp; DualView uses 128).
-        projection: ``"gaussian"`` (``N(0, 1)/√k``, as DualView) or ``"rademacher"``.
-        seed: the projection's seed.
-        cosine: also normalise the test gradient (ranking per test point unchanged).
-        params, compute_dtype, progress: as in :class:`FullModelInfluence`.
+    ``g_i = ∇_θ z_{y_i}(x_i)`` (the ``loss``, by default the training label's logit) and
+    ``g_t = ∇_θ z_c(x_t)`` (the ``measurement`` of the explained class ``c``), ``ĝ = Rᵀg`` after a
+    seeded random projection when ``projection_dim`` is set. Only the training side is normalised,
+    after projection (one-sided, as in the DualView code). Positive = the two gradients agree: a step
+    that raises ``z_{y_i}`` at ``i`` raises ``z_c`` at ``t``.
 
-    Only the training side is normalised, after projection (one-sided, as in the DualView code), as
-    the kernel's per-point scale ``1/‖ĝ_i‖``. Fitted attributes: the stored gradient arrays
-    ``grad{j}_{f}_`` and ``gradient_norms_`` ``(n,)`` (``‖ĝ_i‖``, the self-influence score).
+    Parameters
+    ----------
+    model : nn.Module or TorchClassifier
+        The network, in eval mode.
+    projection_dim : int, "auto" or None, default "auto"
+        ``k`` (SIM-rp; DualView uses 128), ``None`` (SIM, exact gradients) or ``"auto"`` (exact
+        unless that exceeds :data:`AUTO_STORE_BYTES`).
+    projection : {"gaussian", "rademacher"}, default "gaussian"
+        The entries of ``R``: ``N(0, 1)/√k`` (as DualView) or ``±1/√k``.
+    seed : int, default 0
+        The projection's seed.
+    cosine : bool, default False
+        Also normalise the test gradient (the ranking per test point is unchanged).
+    loss : Measurement, default ClassLogit()
+        The training-side function whose gradients are stored.
+    measurement : Measurement, default ClassLogit()
+        The test-side function whose gradient is compared (e.g. ``Margin()``).
+    params : list of str, optional
+        Parameter names or module prefixes to attribute over (default: all trainable parameters).
+    compute_dtype : {"float64", "float32"}, default "float64"
+        Precision of the gradients.
+    **engine
+        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names``, ``progress`` (see
+        :class:`Explainer`).
+
+    Attributes
+    ----------
+    grad{j}_{f}_ : ndarray of shape (n, w_j)
+        The stored (possibly projected) training gradients.
+    gradient_norms_ : ndarray of shape (n,)
+        ``‖ĝ_i‖``, the self-influence score.
+    train_features_ : ndarray of shape (n, K)
+        The training logits.
     """
 
     name = "sim_full"
@@ -842,26 +1023,57 @@ class FullModelSimilarity(_FullModelExplainer):
 class TracInCP(_FullModelExplainer):
     """TracIn over checkpoints (Pruthi et al. 2020): ``Σ_c η_c ⟨∇ℓ_t(θ_c), ∇ℓ_i(θ_c)⟩``.
 
-    ``fit(X, y, checkpoints=[state_dict, ...], learning_rates=[η_1, ...])`` (the network's own
-    weights are used for the explained class when ``target="predicted"``). With
-    ``projection_dim=k`` each checkpoint's gradients are projected by the same seeded ``R``
-    (TracIn-RP); ``"auto"`` (default) projects only when the exact store would exceed
-    :data:`AUTO_STORE_BYTES`. Loss gradients of the training label (train) and explained class
-    (test): positive = proponent (a gradient step on ``i`` lowered the test loss). Self-influence:
-    ``Σ_c η_c ‖∇ℓ_i(θ_c)‖²``. Linear layers are stored as the factors of their rank-one gradients,
-    ``√η_c δ`` and ``ã``, so the score of such a layer is ``η_c (δ_t·δ_i)(ã_t·ã_i)`` and the memory per
-    training point is ``C · Σ_Linear (out + in + 1)`` (+ the dense size of other layers).
+    ``∇ℓ_i`` is the gradient of the training ``loss`` at training point ``i`` and ``∇ℓ_t`` that of the
+    ``measurement`` at the explained class of test point ``t`` (loss forms), at each saved checkpoint
+    ``θ_c`` with learning rate ``η_c``. Positive = proponent: a gradient step on ``i`` lowered the test
+    loss. Self-influence: ``Σ_c η_c ‖∇ℓ_i(θ_c)‖²``. Linear layers are stored as the factors of their
+    rank-one gradients, ``√η_c δ`` and ``ã``, so the score of such a layer is ``η_c (δ_t·δ_i)(ã_t·ã_i)``
+    and the memory per training point is ``C · Σ_Linear (out + in + 1)`` (+ the dense size of the other
+    layers); with ``projection_dim=k`` each checkpoint's gradients are projected by the same seeded
+    ``R`` (TracIn-RP).
 
     With ``params`` naming a subset of the layers, the gradients at checkpoint ``c`` are still taken
     through the whole network *as it was at* ``c``: the other parameters and the buffers come from
     the checkpoint too. Checkpoints that hold only the chosen parameters (a recorder with
     ``params=``) leave the rest at the network's current weights, which is exact only if those
-    layers were frozen during training; ``fit_report_["other_layers"]`` says which applied.
+    layers were frozen during training; ``fit_report_["other_layers"]`` says which applied. The
+    explained class of ``target="predicted"`` is the network's own prediction.
 
-    Fitted attributes: the stored gradient arrays ``grad{j}_{f}_`` (checkpoint-major),
-    ``checkpoints_`` ``(C, P)``, ``checkpoint_context_`` ``(C, P_other)`` (the other parameters and
-    buffers of each checkpoint; ``(C, 0)`` when the checkpoints hold only the chosen ones),
-    ``learning_rates_`` ``(C,)``, ``train_self_influence_`` ``(n,)``.
+    Parameters
+    ----------
+    model : nn.Module or TorchClassifier
+        The network, in eval mode (its architecture must match the checkpoints).
+    projection_dim : int, "auto" or None, default "auto"
+        ``k`` (TracIn-RP), ``None`` (exact) or ``"auto"`` (exact unless that exceeds :data:`AUTO_STORE_BYTES`).
+    projection : {"gaussian", "rademacher"}, default "gaussian"
+        The entries of ``R``.
+    seed : int, default 0
+        The projection's seed.
+    loss : Measurement, default CrossEntropy()
+        The training loss whose gradients are stored.
+    measurement : Measurement, default CrossEntropy()
+        The test-side function whose gradient is explained.
+    params : list of str, optional
+        Parameter names or module prefixes to attribute over (default: all trainable parameters).
+    compute_dtype : {"float64", "float32"}, default "float64"
+        Precision of the gradients.
+    **engine
+        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names``, ``progress`` (see
+        :class:`Explainer`).
+
+    Attributes
+    ----------
+    grad{j}_{f}_ : ndarray of shape (n, w_j)
+        The stored gradients, checkpoint-major.
+    checkpoints_ : ndarray of shape (C, P)
+        The chosen parameters at each checkpoint.
+    checkpoint_context_ : ndarray of shape (C, P_other)
+        The other parameters and buffers of each checkpoint (``(C, 0)`` when the checkpoints hold only
+        the chosen ones).
+    learning_rates_ : ndarray of shape (C,)
+        ``η_c``.
+    train_self_influence_ : ndarray of shape (n,)
+        ``Σ_c η_c ‖∇ℓ_i(θ_c)‖²``.
     """
 
     name = "tracin_cp"
@@ -893,7 +1105,33 @@ class TracInCP(_FullModelExplainer):
         return (*self._store_arrays(), "checkpoints_", "checkpoint_context_", "learning_rates_", "train_self_influence_")
 
     def fit(self, X: Any, y: Any, *, checkpoints: Sequence[Mapping[str, Tensor]] = (), learning_rates: Sequence[float] = ()) -> "TracInCP":
-        """Fit on training data with the saved ``checkpoints`` (state dicts) and their ``learning_rates``."""
+        """Store the training gradients at every checkpoint, scaled by ``√η_c``.
+
+        Parameters
+        ----------
+        X : array, tensor, dict of arrays, Dataset or DataLoader of n training inputs
+            What the network takes (rows first).
+        y : array-like of shape (n,)
+            Training labels: class ids in ``[0, K)``, or class names with ``class_names``.
+        checkpoints : sequence of dict of str to Tensor
+            The network's ``state_dict()`` at each checkpoint (or only the parameters in ``params``).
+        learning_rates : sequence of float
+            ``η_c`` > 0, one per checkpoint.
+
+        Returns
+        -------
+        TracInCP
+            ``self``, fitted.
+
+        Raises
+        ------
+        InputError
+            No checkpoints, not one learning rate per checkpoint, a non-positive learning rate, a
+            checkpoint that lacks a parameter or has another shape, checkpoints of mixed kinds, bad ``X``
+            or ``y``, or a hyper-parameter outside its constraints. The explainer is then left as it was.
+        ModelError
+            A network in training mode, or not a torch network.
+        """
         if len(checkpoints) == 0 or len(checkpoints) != len(learning_rates):
             raise InputError(
                 f"Pass `checkpoints` (a non-empty list of state dicts) and one learning rate per checkpoint; got "
