@@ -346,7 +346,7 @@ class _FullModelExplainer(Explainer):
         Parameters
         ----------
         path : str or Path
-            The folder: new, empty, or a previous save.
+            As for :meth:`Explainer.save`.
 
         Returns
         -------
@@ -355,14 +355,19 @@ class _FullModelExplainer(Explainer):
 
         Raises
         ------
-        NotFittedError
-            Before ``fit``.
+        NotFittedError, OutputError
+            As for :meth:`Explainer.save`.
         InputError
-            ``loss`` or ``measurement`` is a measurement of your own (a save holds no code to rebuild
-            it), or ``path`` is a file, a link or a folder of other files.
-        OutputError
-            The folder cannot be written (a previous save is kept).
+            ``loss`` or ``measurement`` is a measurement of your own (a save holds no code to rebuild it),
+            CG / LiSSA influence was fitted on inputs that are not an array or tensor (it needs them again),
+            or ``path`` is a file, a link or a folder of other files.
         """
+        self._check_fitted()
+        self._check_savable()
+        return super().save(path)
+
+    def _check_savable(self) -> None:
+        """Refuse to save what a load could not rebuild: a measurement of your own."""
         custom = [f"{k}={getattr(self, k)!r}" for k in MEASUREMENT_PARAMS if not is_built_in(getattr(self, k))]
         if custom:
             raise InputError(
@@ -370,7 +375,6 @@ class _FullModelExplainer(Explainer):
                 "(it holds no code); save only explainers with the built-in CrossEntropy(), ClassLogit() or Margin(), or "
                 "keep the explainer in memory."
             )
-        return super().save(path)
 
     @classmethod
     def _restore(cls, model: Any, config: dict, arrays: dict[str, np.ndarray]) -> "Explainer":
@@ -600,35 +604,14 @@ class FullModelInfluence(_FullModelExplainer):
             names.append("train_inputs_")
         return tuple(names)
 
-    def save(self, path: str | Path) -> Path:
-        """Write the fitted explainer to a folder; CG / LiSSA keep the training inputs, which must be an array.
-
-        Parameters
-        ----------
-        path : str or Path
-            The folder: new, empty, or a previous save.
-
-        Returns
-        -------
-        Path
-            The folder written.
-
-        Raises
-        ------
-        NotFittedError
-            Before ``fit``.
-        InputError
-            ``hessian="cg"`` / ``"lissa"`` fitted on inputs that are not an array or tensor, a measurement of
-            your own, or a ``path`` that is a file, a link or a folder of other files.
-        OutputError
-            The folder cannot be written (a previous save is kept).
-        """
+    def _check_savable(self) -> None:
+        """CG / LiSSA keep the training inputs for explain time, which must be an array to be saved."""
+        super()._check_savable()
         if self.hessian in ("cg", "lissa") and getattr(self, "train_inputs_", None) is None:
             raise InputError(
                 f"hessian={self.hessian!r} needs the training inputs again at explain time, and only array or tensor "
                 "inputs can be saved; refit after loading, or use hessian='exact' or 'ekfac', which save their curvature."
             )
-        return super().save(path)
 
     # ------------------------------------------------------------------ fitting
     def _check_model(self, adapter: Any) -> None:
@@ -955,13 +938,8 @@ class FullModelSimilarity(_FullModelExplainer):
         The training-side function whose gradients are stored.
     measurement : Measurement, default ClassLogit()
         The test-side function whose gradient is compared (e.g. ``Margin()``).
-    params : list of str, optional
-        Parameter names or module prefixes to attribute over (default: all trainable parameters).
-    compute_dtype : {"float64", "float32"}, default "float64"
-        Precision of the gradients.
-    **engine
-        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names``, ``progress`` (see
-        :class:`Explainer`).
+    params, compute_dtype, **engine
+        As for :class:`FullModelInfluence`.
 
     Attributes
     ----------
@@ -1053,13 +1031,8 @@ class TracInCP(_FullModelExplainer):
         The training loss whose gradients are stored.
     measurement : Measurement, default CrossEntropy()
         The test-side function whose gradient is explained.
-    params : list of str, optional
-        Parameter names or module prefixes to attribute over (default: all trainable parameters).
-    compute_dtype : {"float64", "float32"}, default "float64"
-        Precision of the gradients.
-    **engine
-        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names``, ``progress`` (see
-        :class:`Explainer`).
+    params, compute_dtype, **engine
+        As for :class:`FullModelInfluence`.
 
     Attributes
     ----------
@@ -1109,10 +1082,8 @@ class TracInCP(_FullModelExplainer):
 
         Parameters
         ----------
-        X : array, tensor, dict of arrays, Dataset or DataLoader of n training inputs
-            What the network takes (rows first).
-        y : array-like of shape (n,)
-            Training labels: class ids in ``[0, K)``, or class names with ``class_names``.
+        X, y
+            The training inputs and labels, as for the other full-model explainers' ``fit``.
         checkpoints : sequence of dict of str to Tensor
             The network's ``state_dict()`` at each checkpoint (or only the parameters in ``params``).
         learning_rates : sequence of float
