@@ -14,8 +14,6 @@ from representer import _docstrings
 
 #: The calls whose failures a user must be able to look up.
 MUST_RAISE = {"fit", "explain", "attribute", "attribution_blocks", "self_influence", "save", "load", "find_label_issues"}
-#: Classes whose docstrings issue 14's rewrite of methods/full_model.py brings to this standard.
-PENDING = {"FullModelInfluence", "FullModelRelatIF", "FullModelSimilarity", "TracInCP"}
 
 
 def _public_callables():
@@ -25,8 +23,6 @@ def _public_callables():
             continue
         if not inspect.isclass(obj):
             yield name, obj
-            continue
-        if name in PENDING:
             continue
         yield name, obj
         for member, value in _docstrings.public_members(obj):

@@ -13,6 +13,7 @@ from torch import nn
 import representer as rp
 from representer import head as hm
 from representer.errors import InputError, ModelError, StaleStateError
+from representer.fullmodel.measurement import ClassLogit
 from representer.methods.full_model import FullModelInfluence, FullModelRelatIF, FullModelSimilarity, TracInCP
 from representer.solvers.softmax_head import fit_softmax_head
 from representer.zoo import BiLSTMClassifier, train_classifier
@@ -141,9 +142,9 @@ def test_relatif_bounds_and_denominators(digits, cnn):
 def test_similarity_is_one_sided_cosine_of_logit_gradients(digits, cnn):
     X, y, Xt, _ = digits
     sim = FullModelSimilarity(cnn, **F64).fit(X, y)
-    g_train = sim._gradients().matrix(rp.fullmodel.LabelledData(X, y, 64), what="logit", dtype=np.float64)
+    g_train = sim._gradients().matrix(rp.fullmodel.LabelledData(X, y, 64), objective=ClassLogit(), dtype=np.float64)
     target = sim.network().logits(Xt, 64).argmax(1)
-    g_test = sim._gradients().matrix(rp.fullmodel.LabelledData(Xt, target, 64), what="logit", dtype=np.float64)
+    g_test = sim._gradients().matrix(rp.fullmodel.LabelledData(Xt, target, 64), objective=ClassLogit(), dtype=np.float64)
     expected = g_test @ (g_train / np.linalg.norm(g_train, axis=1, keepdims=True)).T
     np.testing.assert_allclose(sim.attribute(Xt), expected, rtol=1e-9)
     np.testing.assert_allclose(sim.self_influence(), np.linalg.norm(g_train, axis=1))

@@ -49,9 +49,9 @@ def digits_cnn():
     return train_classifier(net, X, y, epochs=40, lr=1e-2, batch_size=32, weight_decay=1e-3), X, y, Xt
 
 
-def _dense(ex, X, classes, what="loss") -> np.ndarray:
-    """Brute-force dense per-example gradients ``(n, P)`` of the explainer's network."""
-    return ex._gradients().matrix(LabelledData(X, classes, 64), what=what, dtype=np.float64)
+def _dense(ex, X, classes) -> np.ndarray:
+    """Brute-force dense per-example gradients ``(n, P)`` of the cross-entropy of the explainer's network."""
+    return ex._gradients().matrix(LabelledData(X, classes, 64), dtype=np.float64)
 
 
 def test_factored_ekfac_equals_dense_ekfac_math(digits_cnn):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import representer as rp
-from representer._params import Boolean, Device, Interval, NoneValue, Options, Strings, check_value, constraints_of, validate_params
+from representer._params import Boolean, Device, InstanceOf, Interval, NoneValue, Options, Strings, check_value, constraints_of, validate_params
 from representer.errors import InputError
 
 
@@ -26,6 +26,7 @@ from representer.errors import InputError
         (Strings(unique=True), [["a", "b"], ("x",)], ["ab", [], ["a", "a"], ["a", ""], ["a", 1], None]),
         (Strings(), [["a", "a"]], ["ab"]),
         (Device(), ["cpu", "cuda:1", torch.device("cpu")], ["gpu", 0, None]),
+        (InstanceOf(rp.fullmodel.Measurement, "a Measurement"), [rp.fullmodel.Margin(), rp.fullmodel.CrossEntropy()], ["margin", None, len]),
     ],
 )
 def test_what_each_constraint_accepts(constraint, good, bad):

@@ -30,8 +30,9 @@ METHODS: dict[str, str] = {
 }
 #: Label-ranking routes of ``representer debug --method`` (those of :mod:`representer.label_routes`).
 ROUTES = ("trajectory-loss", "trajectory-margin", "tracin", "cross-fit", "loss", "influence", "rps-l2", "rps-lje", "dualview")
-#: Keywords every explainer takes (:class:`~representer.Explainer`); ``fit`` sets them itself.
-ENGINE_PARAMS = ("block_size", "test_batch_size", "device", "dtype", "class_names")
+#: Keywords every explainer takes (:class:`~representer.Explainer`); ``fit`` sets them itself (``progress``
+#: stays ``None``, so the library's progress reports go to the command line's spinner).
+ENGINE_PARAMS = ("block_size", "test_batch_size", "device", "dtype", "class_names", "progress")
 
 
 def option_flag(name: str) -> str:

@@ -164,6 +164,20 @@ class Device(Constraint):
         return "a torch device such as 'cpu', 'cuda' or 'cuda:1'"
 
 
+@dataclass(frozen=True)
+class InstanceOf(Constraint):
+    """An instance of ``kind`` (a class, or a ``runtime_checkable`` protocol), described as ``description``."""
+
+    kind: type
+    description: str
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, self.kind)
+
+    def describe(self) -> str:
+        return self.description
+
+
 def positive(kind: type) -> Interval:
     """``kind`` > 0 (``int``: >= 1)."""
     return Interval(kind, 1, None) if kind is int else Interval(kind, 0, None, "neither")

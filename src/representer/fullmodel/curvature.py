@@ -1,13 +1,15 @@
 """Curvature–vector products of the mean training loss over all (selected) parameters.
 
-With ``z_i = f(x_i; θ)`` the logits, ``ℓ_i`` the cross-entropy with label ``y_i`` and
-``J_i = ∂z_i/∂θ`` (``K × P``):
+With ``z_i = f(x_i; θ)`` the logits, ``ℓ_i`` the training loss with label ``y_i`` (the cross-entropy
+by default; the loss form of any :class:`~representer.fullmodel.measurement.Measurement` for the
+Hessian) and ``J_i = ∂z_i/∂θ`` (``K × P``):
 
 * ``kind="hessian"``: ``H v = (1/n) Σ_i ∇²ℓ_i v`` (the true Hessian; indefinite away from a minimum
   of a non-convex net);
 * ``kind="ggn"``: ``G v = (1/n) Σ_i J_iᵀ Λ_i J_i v`` with ``Λ_i = ∂²ℓ/∂z²`` — the Gauss–Newton
   matrix, positive semi-definite, equal to the true Fisher for cross-entropy and to ``H`` for a
-  network linear in its parameters (logistic regression).
+  network linear in its parameters (logistic regression). Its ``Λ_i`` is the cross-entropy's
+  (:func:`~representer.fullmodel.network.curvature_factors`), so ``"ggn"`` refuses another loss.
 
 Products run on ``m`` vectors at once (rows of ``V``, ``(m, P)``). ``G v`` for networks made of
 Linear / Conv2d layers uses the per-example pseudo-gradients ``ψ_ik = J_iᵀc_ik`` with
@@ -34,7 +36,8 @@ import torch
 
 from .. import head as hm
 from ..errors import InputError
-from .network import LabelledData, Network, example_loss
+from .measurement import CrossEntropy, Measurement, loss_form
+from .network import LabelledData, Network
 from .per_example import GradientComputer
 
 Tensor = torch.Tensor
@@ -42,14 +45,23 @@ CurvatureKind = Literal["ggn", "hessian"]
 
 
 class Curvature:
-    """``V ↦ V Cᵀ`` for the curvature ``C`` (``"ggn"`` or ``"hessian"``) of the mean training loss."""
+    """``V ↦ V Cᵀ`` for the curvature ``C`` (``"ggn"`` or ``"hessian"``) of the mean training ``loss``."""
 
-    def __init__(self, network: Network, data: LabelledData, kind: CurvatureKind = "ggn", *, cache_bytes: int = 1 << 29) -> None:
+    def __init__(
+        self, network: Network, data: LabelledData, kind: CurvatureKind = "ggn", *, loss: Measurement = CrossEntropy(),
+        cache_bytes: int = 1 << 29,
+    ) -> None:
         if kind not in ("ggn", "hessian"):
             raise InputError(f"`curvature` must be 'ggn' (Gauss–Newton) or 'hessian'; got {kind!r}.")
+        if kind == "ggn" and type(loss) is not CrossEntropy:
+            raise InputError(
+                f"curvature='ggn' is the Gauss–Newton matrix of the cross-entropy; loss={loss!r} has another. Use "
+                "curvature='hessian' (the Hessian of that loss), or hessian='identity'."
+            )
         self.network = network
         self.data = data
         self.kind = kind
+        self.loss = loss_form(loss)
         self.batched = True
         self.n_products = 0
         self.gradients = GradientComputer(network)
@@ -104,7 +116,7 @@ class Curvature:
         leaves = [t.detach().requires_grad_(True) for t in self.network.tensors]
         z = self.network.forward(leaves, self.network.prepare(inputs))
         if self.kind == "hessian":
-            loss = example_loss(z, labels.to(z.device)).sum()
+            loss = self.loss(z, labels.to(z.device)).sum()
             g = params.flatten(torch.autograd.grad(loss, leaves, create_graph=True))
             return params.flatten(self._grad(g, leaves, v), batch_dims=1)
         u = torch.zeros_like(z, requires_grad=True)

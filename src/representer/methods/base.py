@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from .._params import Constraint, Device, NoneValue, Options, Strings, check_value, constraints_of, positive, validate_params
+from .._params import Boolean, Constraint, Device, NoneValue, Options, Strings, check_value, constraints_of, positive, validate_params
 from .._validation import check_device
 from ..classes import ClassMapping
 from ..engine import BilinearKernel, EngineOptions, TestFactors, dense, stream_blocks
@@ -40,8 +40,8 @@ from .. import __version__
 from . import persistence
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
-#: Parameters that only batch the scoring: changing them keeps a fit.
-_SCORING_PARAMS = ("block_size", "test_batch_size")
+#: Parameters that only batch the scoring or show progress: changing them keeps a fit.
+_SCORING_PARAMS = ("block_size", "test_batch_size", "progress")
 
 
 def _equal(a: Any, b: Any) -> bool:
@@ -79,6 +79,11 @@ class Explainer(ABC):
         (``"cat"``) as well as ids; without it, string labels are numbered in sorted order, and only if
         they name as many classes as the model has (:class:`~representer.ClassMapping`). Recorded as
         ``classes_``, saved and checked.
+    progress : bool, optional
+        Progress bars on the long steps of ``fit`` (refits, solvers, gradient passes) and on scoring
+        in ``explain`` / ``attribute``: ``True`` shows them, ``False`` hides them, ``None`` (default)
+        shows them when standard error is a terminal (:mod:`representer._progress`). The command line
+        shows the same steps beside its spinner unless this is ``False``.
     """
 
     name: ClassVar[str] = "explainer"
@@ -89,6 +94,7 @@ class Explainer(ABC):
         "device": [Device()],
         "dtype": [Options(("float32", "float64"))],
         "class_names": [NoneValue(), Strings(unique=True)],
+        "progress": [NoneValue(), Boolean()],
     }
 
     def __init__(
@@ -100,6 +106,7 @@ class Explainer(ABC):
         device: str = "cpu",
         dtype: str = "float32",
         class_names: Sequence[str] | None = None,
+        progress: bool | None = None,
     ) -> None:
         self.model = model
         self.block_size = block_size
@@ -107,6 +114,7 @@ class Explainer(ABC):
         self.device = device
         self.dtype = dtype
         self.class_names = class_names
+        self.progress = progress
 
     # ------------------------------------------------------------------ parameters
     @classmethod
@@ -139,8 +147,8 @@ class Explainer(ABC):
         """Set hyper-parameters, scikit-learn style (``sklearn.base.clone`` and parameter searches use it).
 
         Each value is checked against :meth:`parameter_constraints` first; a bad one changes nothing.
-        On a fitted explainer, a parameter that changes the fit (anything but ``block_size`` and
-        ``test_batch_size``, which only batch the scoring) discards the fit, so that no explanation
+        On a fitted explainer, a parameter that changes the fit (anything but ``block_size``,
+        ``test_batch_size`` and ``progress``, which only batch the scoring or show it) discards the fit, so that no explanation
         ever mixes the new parameters with the old fit: call :meth:`fit` again.
 
         Parameters
@@ -207,7 +215,7 @@ class Explainer(ABC):
 
     @property
     def options(self) -> EngineOptions:
-        """The scoring engine's options (block sizes, device, dtype) from the hyper-parameters."""
+        """The scoring engine's options (block sizes, device, dtype, progress bars) from the hyper-parameters."""
         if self.dtype not in _DTYPES:
             raise InputError(f"`dtype` must be 'float32' or 'float64'; got {self.dtype!r}.")
         return EngineOptions(
@@ -215,6 +223,7 @@ class Explainer(ABC):
             test_batch_size=int(self.test_batch_size),
             device=str(self.device),
             dtype=_DTYPES[self.dtype],
+            progress=self.progress,
         )
 
     @property

@@ -90,7 +90,7 @@ class DualView(Explainer):
         margin they are pushed); ``"self"`` ``β_{i,y_i} ⟨z_i, z_i⟩``, the point's own-label attribution at
         itself.
     **engine
-        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names`` (see :class:`Explainer`).
+        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names``, ``progress`` (see :class:`Explainer`).
 
     Attributes
     ----------

@@ -30,6 +30,11 @@ and solves run in ``compute_dtype`` (float64 by default); no ``n × P`` array is
   Linear layers the unprojected score is ``Σ_c η_c (δ_t·δ_i)(ã_t·ã_i)`` — captum's ``TracInCPFast``
   trick, here for every Linear layer selected, not only the last.
 
+What is differentiated: ``ℓ`` above is the ``loss=`` (training side; default the cross-entropy, the
+logit for SIM) and the test side is the ``measurement=`` (default the same as the loss), both taken
+in their loss form (:mod:`representer.fullmodel.measurement`), so that positive = helpful for a
+margin too. EK-FAC and the Gauss–Newton matrix are the cross-entropy's and refuse another loss.
+
 Defaults (recorded with their reasons in ``fit_report_``): ``damping="auto"`` is the largest
 eigenvalue of the curvature the backend inverts (:data:`DAMPING_SCALE` × ``λ_max``), where EK-FAC
 agrees with exact influence (Spearman ≥ 0.9 on small nets, ``tests/test_full_model_methods.py``);
@@ -43,10 +48,10 @@ too, so a saved explainer refuses a network whose weights changed anywhere.
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -54,26 +59,26 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .._params import Boolean, NoneValue, Options, Strings, non_negative, positive
+from .._params import Boolean, InstanceOf, NoneValue, Options, Strings, non_negative, positive
 from .._validation import check_positive
 from ..engine import (
     BilinearKernel,
     CoefficientKernel,
-    EngineOptions,
     GradientKernel,
     KroneckerKernel,
     LowRankGradientKernel,
     SumKernel,
     TestFactors,
 )
-from ..errors import InputError, ModelError, StaleStateError
+from ..errors import FileFormatError, InputError, ModelError, StaleStateError
 from ..fullmodel.curvature import Curvature, CurvatureKind, power_iteration
 from ..fullmodel.ekfac import LOW_RANK_TOL, EKFACInverse, LayerFactors, fit_ekfac, largest_eigenvalue
 from ..fullmodel.factored import GradientBlock, GradientStore, Part, join_flat, part_prefixes, solved_tensors
 from ..fullmodel.ihvp import ConjugateGradient, ExactInverse, IdentityInverse, InverseCurvature, LiSSA
 from ..fullmodel.layers import layer_slots
+from ..fullmodel.measurement import ClassLogit, CrossEntropy, Measurement, built_in, is_built_in, loss_form
 from ..fullmodel.network import LabelledData, Network, ParameterSet, compute_dtype
-from ..fullmodel.per_example import GradientComputer, Quantity
+from ..fullmodel.per_example import GradientComputer
 from ..fullmodel.projection import ProjectionKind, RandomProjector
 from ..models import TorchClassifier, as_adapter, predicted_class
 from ..models.base import array_fingerprint
@@ -93,6 +98,9 @@ DAMPING_SCALE = 1.0
 AUTO_STORE_BYTES = 2 * 2**30
 #: ... and projects them to this many dimensions (per checkpoint) beyond.
 AUTO_PROJECTION_DIM = 4096
+#: The hyper-parameters that hold a :class:`~representer.fullmodel.measurement.Measurement` (saved by name).
+MEASUREMENT_PARAMS = ("loss", "measurement")
+_MEASUREMENT = [InstanceOf(Measurement, "a Measurement (CrossEntropy(), ClassLogit(), Margin() or your own)")]
 
 
 def parameter_fingerprint(net: nn.Module) -> str:
@@ -120,46 +128,47 @@ class _TestRows:
 class _FullModelExplainer(Explainer):
     """Shared plumbing: raw inputs, a private copy of the network, the factored gradient store, persistence.
 
-    Args (besides the engine's): ``params`` — parameter names or module prefixes to attribute over
+    Args (besides the engine's): ``loss`` / ``measurement`` — the training-side and test-side
+    measurements differentiated (:mod:`representer.fullmodel.measurement`; saved by name, custom ones
+    refused at save); ``params`` — parameter names or module prefixes to attribute over
     (default: all trainable parameters); ``compute_dtype`` — precision of gradients and solves;
     ``projection_dim`` / ``projection`` / ``seed`` — random projection of the stored gradients
-    (``"auto"``: only when the exact store would exceed :data:`AUTO_STORE_BYTES`); ``progress`` —
-    progress bars on the gradient passes and scoring (``None``: when stderr is a terminal).
+    (``"auto"``: only when the exact store would exceed :data:`AUTO_STORE_BYTES`). The base class's
+    ``progress`` shows bars on the gradient passes and scoring.
     """
 
     _copies: ClassVar[int] = 1
     _parameter_constraints: ClassVar[dict[str, list]] = {
+        "loss": _MEASUREMENT,
+        "measurement": _MEASUREMENT,
         "params": [NoneValue(), Strings()],
         "compute_dtype": [Options(("float32", "float64"))],
         "projection_dim": [NoneValue(), Options(("auto",)), positive(int)],
         "projection": [Options(("gaussian", "rademacher"))],
         "seed": [non_negative(int)],
-        "progress": [NoneValue(), Boolean()],
     }
 
     def __init__(
         self,
         model: Any,
         *,
+        loss: Measurement = CrossEntropy(),
+        measurement: Measurement = CrossEntropy(),
         params: Sequence[str] | None = None,
         compute_dtype: str = "float64",
         projection_dim: int | Literal["auto"] | None = "auto",
         projection: ProjectionKind = "gaussian",
         seed: int = 0,
-        progress: bool | None = None,
         **engine: Any,
     ) -> None:
         super().__init__(model, **engine)
+        self.loss = loss
+        self.measurement = measurement
         self.params = params
         self.compute_dtype = compute_dtype
         self.projection_dim = projection_dim
         self.projection = projection
         self.seed = seed
-        self.progress = progress
-
-    @property
-    def options(self) -> EngineOptions:
-        return dataclasses.replace(super().options, progress=self.progress)
 
     # ------------------------------------------------------------------ network access
     def _adapter(self) -> TorchClassifier:
@@ -282,7 +291,28 @@ class _FullModelExplainer(Explainer):
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X: Any, y: Any) -> "_FullModelExplainer":
-        """Compute per-example training gradients of the whole network and the method's train-side state."""
+        """Compute per-example training gradients of the whole network and the method's train-side state.
+
+        Parameters
+        ----------
+        X : array, tensor, dict of arrays, Dataset or DataLoader of n training inputs
+            What the network takes (rows first).
+        y : array-like of shape (n,)
+            Training labels: class ids in ``[0, K)``, or class names with ``class_names``.
+
+        Returns
+        -------
+        _FullModelExplainer
+            ``self``, fitted.
+
+        Raises
+        ------
+        InputError
+            A hyper-parameter outside its constraints or a combination the method refuses (checked
+            first), bad ``X`` or ``y``. The explainer is then left as it was.
+        ModelError
+            A network in training mode, not a torch network, or layers the backend cannot model.
+        """
         with self._fitting():
             self.model_ = self._adapter()
             self._network_cache = None
@@ -300,6 +330,8 @@ class _FullModelExplainer(Explainer):
             self._finish_store()
             self.fit_report_.update(
                 {
+                    "loss": self.loss.name,
+                    "measurement": self.measurement.name,
                     "n_params": network.params.n_params,
                     "gradient_route": self._gradients().route,
                     "parameter_fingerprint": parameter_fingerprint(self.model_.net),
@@ -308,9 +340,54 @@ class _FullModelExplainer(Explainer):
             self._finish_fit()
         return self
 
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted explainer to a folder (:meth:`Explainer.save`); the built-in measurements by name.
+
+        Parameters
+        ----------
+        path : str or Path
+            As for :meth:`Explainer.save`.
+
+        Returns
+        -------
+        Path
+            The folder written.
+
+        Raises
+        ------
+        NotFittedError, OutputError
+            As for :meth:`Explainer.save`.
+        InputError
+            ``loss`` or ``measurement`` is a measurement of your own (a save holds no code to rebuild it),
+            CG / LiSSA influence was fitted on inputs that are not an array or tensor (it needs them again),
+            or ``path`` is a file, a link or a folder of other files.
+        """
+        self._check_fitted()
+        self._check_savable()
+        return super().save(path)
+
+    def _check_savable(self) -> None:
+        """Refuse to save what a load could not rebuild: a measurement of your own."""
+        custom = [f"{k}={getattr(self, k)!r}" for k in MEASUREMENT_PARAMS if not is_built_in(getattr(self, k))]
+        if custom:
+            raise InputError(
+                f"{type(self).__name__} uses a measurement of your own ({', '.join(custom)}), which a save cannot rebuild "
+                "(it holds no code); save only explainers with the built-in CrossEntropy(), ClassLogit() or Margin(), or "
+                "keep the explainer in memory."
+            )
+
     @classmethod
     def _restore(cls, model: Any, config: dict, arrays: dict[str, np.ndarray]) -> "Explainer":
-        explainer = super()._restore(model, config, arrays)
+        params = dict(config["params"])
+        for key in MEASUREMENT_PARAMS:
+            if key in params:
+                try:
+                    params[key] = built_in(params[key])
+                except (KeyError, TypeError) as exc:
+                    raise FileFormatError(
+                        f"The saved `{key}` {params[key]!r} is not a built-in measurement of this representer; fit again."
+                    ) from exc
+        explainer = super()._restore(model, {**config, "params": params}, arrays)
         if parameter_fingerprint(explainer.model_.net) != explainer.fit_report_.get("parameter_fingerprint"):
             raise StaleStateError(
                 "The saved explainer was fitted on a network with different parameters; refit it, or load it with the "
@@ -318,13 +395,13 @@ class _FullModelExplainer(Explainer):
             )
         return explainer
 
-    def _train_blocks(self, classes: np.ndarray, what: Quantity, desc: str, *, record_logits: bool = True):
-        """``(start, block)`` of training gradients in ``compute_dtype`` (a progress bar when asked).
+    def _train_blocks(self, classes: np.ndarray, desc: str, *, record_logits: bool = True):
+        """``(start, block)`` of training gradients of ``loss`` in ``compute_dtype`` (a progress bar when asked).
 
         With ``record_logits`` (a pass at the network's own parameters) the blocks' logits become
         ``train_features_``, sparing a separate forward pass over the training set.
         """
-        for start, block in self._gradients().iterate(self._data, classes, what, progress=self.progress, desc=desc):
+        for start, block in self._gradients().iterate(self._data, classes, loss_form(self.loss), progress=self.progress, desc=desc):
             if record_logits:
                 if self._train_logits is None:
                     self._train_logits = np.empty((self._data.n, block.logits.shape[1]))
@@ -347,8 +424,9 @@ class _FullModelExplainer(Explainer):
     def _test_factors(self, data: LabelledData, rows: _TestRows) -> None:
         """Fill ``rows`` with the test-side tensors of the kernel for the inputs and classes of ``data``."""
 
-    def _test_blocks(self, data: LabelledData, what: Quantity):
-        return self._gradients().iterate(data, data.y.numpy(), what, progress=self.progress, desc="test gradients")
+    def _test_blocks(self, data: LabelledData, desc: str = "test gradients"):
+        """``(start, block)`` of gradients of ``measurement`` for the inputs and explained classes of ``data``."""
+        return self._gradients().iterate(data, data.y.numpy(), loss_form(self.measurement), progress=self.progress, desc=desc)
 
     def _dot_tensors(self, block: GradientBlock, copy: int = 0, *, normalise: bool = False) -> dict[str, Tensor]:
         """Test-side tensors of a gradient dot product with the store (factors, or the projection), unit rows if ``normalise``."""
@@ -363,44 +441,95 @@ class _FullModelExplainer(Explainer):
 class FullModelInfluence(_FullModelExplainer):
     """Influence over all parameters, ``I(t, i) = g_tᵀ(C + λI)⁻¹g_i`` (positive = helpful).
 
-    Args:
-        model: an ``nn.Module`` (eval mode) or a :class:`~representer.TorchClassifier`.
-        hessian: ``"ekfac"`` (Linear/Conv2d layers; default), ``"exact"`` (``P ≲ 20k``), ``"cg"``,
-            ``"lissa"`` or ``"identity"`` (gradient dot product).
-        damping: ``λ``, or ``"auto"`` (default): :data:`DAMPING_SCALE` × the largest eigenvalue of the
-            curvature the backend inverts, the scale at which EK-FAC agrees with exact influence
-            (see the module docstring; ``fit_report_["damping"]`` is the value used). For
-            leave-one-out agreement of a convex model set it to the L2 coefficient of the training
-            objective ``mean loss + (λ/2)‖θ‖²``.
-        curvature: ``"ggn"`` (Gauss–Newton = Fisher; default, positive semi-definite) or
-            ``"hessian"`` (exact, CG and LiSSA only; EK-FAC always approximates the GGN).
-        params: parameter names / module prefixes to attribute over (default all).
-        denominators: how the per-training-point forms ``g_iᵀ(C+λI)⁻¹g_i`` and ``‖(C+λI)⁻¹g_i‖``
-            (self-influence; RelatIF's denominators) are computed: ``"auto"`` (the backend itself
-            for exact / EK-FAC / identity, EK-FAC for CG / LiSSA), ``"backend"`` or ``"ekfac"``.
-        cg_tol, cg_max_iter: CG stopping rule (relative residual) and iteration cap.
-        lissa_depth, lissa_scale, lissa_repeats, lissa_batch_size, lissa_tol: LiSSA recursion length,
-            scale (``None``: 1.2 × power-iteration ``λ_max``), repeats, mini-batch (``None``: full
-            set) and the residual above which a ``ConvergenceWarning`` is raised.
-        ekfac_samples: ``None`` (EK-FAC's Fisher as the exact expectation over the ``K`` classes)
-            or the number of labels sampled from the model per example (``K/ekfac_samples`` times
-            fewer backward passes; kronfluence samples one).
-        projection_dim, projection: ``"auto"`` (default; exact gradients unless they exceed
-            :data:`AUTO_STORE_BYTES`), ``None`` (always exact) or ``k``: training gradients are
-            stored as ``Rᵀg_i`` and test vectors as ``Rᵀ(C + λI)⁻¹g_t`` (Johnson–Lindenstrauss; the
-            self-influence and RelatIF denominators stay exact).
-        seed: seeds the projection, LiSSA's mini-batches, the power iteration and EK-FAC's label samples.
-        compute_dtype: precision of gradients and solves (``"float64"`` default); the stored
-            gradients take the engine's ``dtype`` (float32 by default).
-        progress: progress bars on the passes over the data and on scoring.
+    ``g_i = ∇_θ ℓ(z_i, y_i)`` is the gradient of the training ``loss`` at training point ``i`` and
+    ``g_t = ∇_θ m(z_t, c)`` that of the ``measurement`` at test point ``t`` for the explained class
+    ``c`` (both in their loss form, :mod:`representer.fullmodel.measurement`); ``C`` is the curvature
+    of the mean training loss. Up-weighting ``i`` by ``ε`` changes ``m`` at ``t`` by ``−ε I(t, i)/n``
+    (loss form), so positive = helpful: it lowers the test loss, or raises a margin.
 
+    Parameters
+    ----------
+    model : nn.Module or TorchClassifier
+        The network, in eval mode (an ``nn.Module`` is wrapped in :class:`~representer.TorchClassifier`).
+    hessian : {"ekfac", "exact", "cg", "lissa", "identity"}, default "ekfac"
+        The inverse-curvature backend: EK-FAC (Linear / Conv2d layers), the dense matrix
+        (``P ≲ 20k``), conjugate gradients, LiSSA, or the identity (the gradient dot product).
+    damping : float or "auto", default "auto"
+        ``λ``; ``"auto"`` is :data:`DAMPING_SCALE` × the largest eigenvalue of the curvature the
+        backend inverts, the scale at which EK-FAC agrees with exact influence (module docstring;
+        ``fit_report_["damping"]`` is the value used). For leave-one-out agreement of a convex
+        model set it to the L2 coefficient of the training objective ``mean loss + (λ/2)‖θ‖²``.
+    curvature : {"ggn", "hessian"}, default "ggn"
+        ``C``: the Gauss–Newton matrix (= the Fisher for cross-entropy; positive semi-definite) or
+        the Hessian (exact, CG and LiSSA only; EK-FAC always approximates the GGN).
+    params : list of str, optional
+        Parameter names or module prefixes to attribute over (default: all trainable parameters).
+    denominators : {"auto", "backend", "ekfac"}, default "auto"
+        How the per-training-point forms ``g_iᵀ(C + λI)⁻¹g_i`` (self-influence) and
+        ``‖(C + λI)⁻¹g_i‖`` (RelatIF's denominators) are computed: ``"auto"`` is the backend itself
+        for exact / EK-FAC / identity and EK-FAC for CG / LiSSA.
+    cg_tol : float, default 1e-10
+        CG stops a column at this relative residual.
+    cg_max_iter : int, default 500
+        CG iterations at most (a ``ConvergenceWarning`` when reached).
+    lissa_depth : int, default 1000
+        LiSSA recursion length.
+    lissa_scale : float, optional
+        LiSSA's scale (``None``: 1.2 × the power-iteration ``λ_max``).
+    lissa_repeats : int, default 1
+        LiSSA estimates averaged.
+    lissa_batch_size : int, optional
+        LiSSA's mini-batch (``None``: the full training set).
+    lissa_tol : float, default 1e-3
+        The final relative residual above which LiSSA raises a ``ConvergenceWarning``.
+    ekfac_samples : int, optional
+        ``None``: EK-FAC's Fisher as the exact expectation over the ``K`` classes; ``s``: ``s``
+        labels sampled from the model per example (``K/s`` times fewer backward passes; kronfluence
+        samples one).
+    loss : Measurement, default CrossEntropy()
+        The training objective: its gradients are stored and its curvature is inverted. EK-FAC,
+        ``curvature="ggn"`` and EK-FAC denominators need the cross-entropy; another loss needs
+        ``curvature="hessian"`` (or ``hessian="identity"``).
+    measurement : Measurement, default CrossEntropy()
+        The function of the explained point whose gradient is explained (Koh & Liang's test loss;
+        ``Margin()`` for the margin).
+    projection_dim : int, "auto" or None, default "auto"
+        ``k``: training gradients are stored as ``Rᵀg_i`` and test vectors as ``Rᵀ(C + λI)⁻¹g_t``
+        (Johnson–Lindenstrauss; self-influence and RelatIF's denominators stay exact); ``None``:
+        always exact; ``"auto"``: exact unless that exceeds :data:`AUTO_STORE_BYTES`.
+    projection : {"gaussian", "rademacher"}, default "gaussian"
+        The entries of ``R``: ``N(0, 1)/√k`` or ``±1/√k``.
+    seed : int, default 0
+        Seeds the projection, LiSSA's mini-batches, the power iteration and EK-FAC's label samples.
+    compute_dtype : {"float64", "float32"}, default "float64"
+        Precision of gradients and solves; the stored gradients take the engine's ``dtype``
+        (float32 by default, within 1e-5 relative of float64).
+    **engine
+        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names``, ``progress`` (see
+        :class:`Explainer`; ``progress`` also covers the gradient and EK-FAC passes).
+
+    Attributes
+    ----------
+    grad{j}_{f}_ : ndarray of shape (n, w_j)
+        The stored training gradients, part ``j``, factor ``f`` (:mod:`representer.fullmodel.factored`).
+    train_self_influence_ : ndarray of shape (n,)
+        ``g_iᵀ(C + λI)⁻¹g_i``.
+    inverse_gradient_norms_ : ndarray of shape (n,)
+        ``‖(C + λI)⁻¹g_i‖``.
+    train_features_ : ndarray of shape (n, K)
+        The training logits.
+    solver_report_ : dict
+        Diagnostics of the last solve (CG / LiSSA residuals and iterations).
+    fit_report_ : dict
+        The damping and its rule, the projection and its reason, ``store_bytes``, the gradient
+        route, ``loss`` and ``measurement``, EK-FAC's layers and scoring ranks.
+
+    Notes
+    -----
     Memory: the stored gradients, ``n · w`` floats with ``w = Σ_Linear (out + in + 1) + Σ_other P_l``
     (``fit_report_["store_bytes"]``), plus one batch; the test side of ``explain`` holds at most
     ``m · P`` floats (``m · r · (out + in + 1)`` for a layer EK-FAC scores through the rank-``r`` SVD of
     ``1/(E + λ)``, ``fit_report_["ekfac_scoring"]``).
-    Fitted attributes: the stored gradient arrays ``grad{j}_{f}_``, ``train_self_influence_`` and
-    ``inverse_gradient_norms_`` ``(n,)``, the backend's arrays, and ``solver_report_`` (diagnostics
-    of the last solve).
     """
 
     name = "influence_full"
@@ -437,16 +566,17 @@ class FullModelInfluence(_FullModelExplainer):
         lissa_batch_size: int | None = None,
         lissa_tol: float = 1e-3,
         ekfac_samples: int | None = None,
+        loss: Measurement = CrossEntropy(),
+        measurement: Measurement = CrossEntropy(),
         projection_dim: int | Literal["auto"] | None = "auto",
         projection: ProjectionKind = "gaussian",
         seed: int = 0,
         compute_dtype: str = "float64",
-        progress: bool | None = None,
         **engine: Any,
     ) -> None:
         super().__init__(
-            model, params=params, compute_dtype=compute_dtype, projection_dim=projection_dim, projection=projection, seed=seed,
-            progress=progress, **engine,
+            model, loss=loss, measurement=measurement, params=params, compute_dtype=compute_dtype,
+            projection_dim=projection_dim, projection=projection, seed=seed, **engine,
         )
         self.hessian = hessian
         self.ekfac_samples = ekfac_samples
@@ -474,14 +604,14 @@ class FullModelInfluence(_FullModelExplainer):
             names.append("train_inputs_")
         return tuple(names)
 
-    def save(self, path):
-        """Write the fitted explainer (CG / LiSSA keep the training inputs, which must be an array)."""
+    def _check_savable(self) -> None:
+        """CG / LiSSA keep the training inputs for explain time, which must be an array to be saved."""
+        super()._check_savable()
         if self.hessian in ("cg", "lissa") and getattr(self, "train_inputs_", None) is None:
             raise InputError(
                 f"hessian={self.hessian!r} needs the training inputs again at explain time, and only array or tensor "
                 "inputs can be saved; refit after loading, or use hessian='exact' or 'ekfac', which save their curvature."
             )
-        return super().save(path)
 
     # ------------------------------------------------------------------ fitting
     def _check_model(self, adapter: Any) -> None:
@@ -493,6 +623,29 @@ class FullModelInfluence(_FullModelExplainer):
             raise InputError("EK-FAC approximates the Gauss–Newton matrix only; use curvature='ggn' with hessian='ekfac'.")
         if self.damping == 0 and self.hessian in ("cg", "lissa", "ekfac", "exact"):
             raise InputError("`damping` must be > 0: the curvature of a softmax network is singular (e.g. damping='auto').")
+        if type(self.loss) is not CrossEntropy:
+            self._check_curvature_of_loss()
+
+    def _check_curvature_of_loss(self) -> None:
+        """Refuse a loss other than cross-entropy where the curvature would be the cross-entropy's (EK-FAC, GGN)."""
+        other = f"loss={self.loss!r} is not the cross-entropy"
+        if self.hessian == "ekfac":
+            raise InputError(
+                f"{other}, and EK-FAC approximates the cross-entropy's Gauss–Newton matrix; use hessian='exact', 'cg' or "
+                "'lissa' with curvature='hessian' (the Hessian of your loss), or hessian='identity'."
+            )
+        if self.hessian == "identity":
+            return
+        if self.curvature == "ggn":
+            raise InputError(
+                f"{other}, and curvature='ggn' is the cross-entropy's Gauss–Newton matrix; pass curvature='hessian' "
+                "(the Hessian of your loss)."
+            )
+        if self.denominators == "ekfac" or (self.denominators == "auto" and self.hessian in ("cg", "lissa")):
+            raise InputError(
+                f"{other}, and the per-training-point forms would use EK-FAC (the cross-entropy's curvature); pass "
+                "denominators='backend'."
+            )
 
     def _fit(self, logits: np.ndarray, y: np.ndarray) -> None:
         self.train_inputs_ = _array_inputs(self._data.X) if self.hessian in ("cg", "lissa") else None
@@ -502,7 +655,7 @@ class FullModelInfluence(_FullModelExplainer):
         forms_backend = self._forms_backend(damping)
         n = self.y_.shape[0]
         quad, norm_sq = np.empty(n), np.empty(n)
-        for start, block in self._train_blocks(y, "loss", "training gradients"):
+        for start, block in self._train_blocks(y, "training gradients"):
             q, v = forms_backend.forms_block(block)
             quad[start : start + block.b] = q.cpu().numpy()
             norm_sq[start : start + block.b] = v.cpu().numpy()
@@ -541,7 +694,7 @@ class FullModelInfluence(_FullModelExplainer):
                 for part in ("q_s", "q_a", "eigenvalues"):
                     setattr(self, f"ekfac{j}_{part}_", getattr(layer, part).cpu().numpy())
             return layers
-        curvature = Curvature(self.network(), self._data, self.curvature)
+        curvature = Curvature(self.network(), self._data, self.curvature, loss=self.loss)
         if self.hessian == "exact":
             return ExactInverse.check_size(curvature).matrix()
         return curvature
@@ -622,7 +775,19 @@ class FullModelInfluence(_FullModelExplainer):
         return fit_ekfac(self.network(), data, samples=None if samples is None else int(samples), seed=int(self.seed), progress=self.progress)
 
     def inverse(self) -> InverseCurvature:
-        """The fitted inverse-curvature backend (rebuilt from the saved arrays after :func:`~representer.load`)."""
+        """The fitted inverse-curvature backend (rebuilt from the saved arrays after :func:`~representer.load`).
+
+        Returns
+        -------
+        InverseCurvature
+            ``solve(V)`` gives ``(C + λI)⁻¹`` of rows ``V`` ``(m, P)``; ``forms(G)`` the two
+            per-row forms of RelatIF (:mod:`representer.fullmodel.ihvp`).
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+        """
         self._check_fitted()
         return self._fitted_inverse()
 
@@ -644,7 +809,7 @@ class FullModelInfluence(_FullModelExplainer):
         if self.hessian == "exact":
             return ExactInverse(torch.as_tensor(self.hessian_factor_).to(network.device, network.dtype))
         data = LabelledData(self.train_inputs_, self.y_, self.model_.batch_size)
-        return self._make_inverse(Curvature(network, data, self.curvature), damping)
+        return self._make_inverse(Curvature(network, data, self.curvature, loss=self.loss), damping)
 
     # ------------------------------------------------------------------ scoring
     def _train_scale(self) -> np.ndarray | None:
@@ -666,7 +831,7 @@ class FullModelInfluence(_FullModelExplainer):
         inverse = self.inverse()
         projector = self.projector()
         prefixes = part_prefixes(len(self.store().parts))
-        for start, block in self._test_blocks(data, "loss"):
+        for start, block in self._test_blocks(data):
             if self.hessian == "identity":
                 rows.put(start, self._dot_tensors(block))
                 continue
@@ -683,13 +848,33 @@ class FullModelInfluence(_FullModelExplainer):
 
 
 class FullModelRelatIF(FullModelInfluence):
-    """Relative influence over all parameters (RelatIF §3, Appendix C).
+    """Relative influence over all parameters (RelatIF §3, Appendix C): influence over a per-point norm.
 
-    ``kind="theta"``: ``I(t, i)/‖(C+λI)⁻¹g_i‖``; ``kind="loss"``: ``I(t, i)/√(g_iᵀ(C+λI)⁻¹g_i)``.
-    Every backend supports both kinds; see :class:`FullModelInfluence` for the arguments and
-    ``denominators`` (EK-FAC block-diagonal denominators for CG / LiSSA, as in the paper).
-    Fitted attributes add ``denominators_`` ``(n,)``. :meth:`self_influence` is
-    ``g_iᵀ(C+λI)⁻¹g_i / denominator_i``.
+    ``kind="theta"``: ``I(t, i)/‖(C + λI)⁻¹g_i‖``; ``kind="loss"``: ``I(t, i)/√(g_iᵀ(C + λI)⁻¹g_i)``,
+    with ``I(t, i)`` the influence of :class:`FullModelInfluence` (positive = helpful). Every backend
+    supports both kinds; with ``hessian="cg"`` / ``"lissa"`` the denominators are EK-FAC's unless
+    ``denominators="backend"`` (the paper's recipe). Denominators below 1e-12 are clamped, with a
+    warning counting them.
+
+    Parameters
+    ----------
+    model : nn.Module or TorchClassifier
+        The network, in eval mode.
+    kind : {"theta", "loss"}, default "theta"
+        The normaliser: ``‖(C + λI)⁻¹g_i‖`` (θ-RelatIF) or ``√(g_iᵀ(C + λI)⁻¹g_i)`` (ℓ-RelatIF).
+    **kwargs
+        Every parameter of :class:`FullModelInfluence` (``hessian``, ``damping``, ``loss``,
+        ``measurement``, ``denominators`` …) and the engine's.
+
+    Attributes
+    ----------
+    denominators_ : ndarray of shape (n,)
+        The per-training-point normaliser (after the floor).
+
+    Notes
+    -----
+    :meth:`self_influence` is ``g_iᵀ(C + λI)⁻¹g_i / denominator_i``; the other fitted attributes are
+    those of :class:`FullModelInfluence`.
     """
 
     name = "relatif_full"
@@ -730,18 +915,40 @@ class FullModelRelatIF(FullModelInfluence):
 class FullModelSimilarity(_FullModelExplainer):
     """SIM / SIM-rp over all parameters (spec §4.5): ``⟨ĝ_i/‖ĝ_i‖, ĝ_t⟩`` of logit gradients.
 
-    Args:
-        model: an ``nn.Module`` (eval mode) or a :class:`~representer.TorchClassifier`.
-        projection_dim: ``"auto"`` (default: exact gradients unless they exceed
-            :data:`AUTO_STORE_BYTES`), ``None`` (SIM, exact gradients) or ``k`` (SIM-rp; DualView uses 128).
-        projection: ``"gaussian"`` (``N(0, 1)/√k``, as DualView) or ``"rademacher"``.
-        seed: the projection's seed.
-        cosine: also normalise the test gradient (ranking per test point unchanged).
-        params, compute_dtype, progress: as in :class:`FullModelInfluence`.
+    ``g_i = ∇_θ z_{y_i}(x_i)`` (the ``loss``, by default the training label's logit) and
+    ``g_t = ∇_θ z_c(x_t)`` (the ``measurement`` of the explained class ``c``), ``ĝ = Rᵀg`` after a
+    seeded random projection when ``projection_dim`` is set. Only the training side is normalised,
+    after projection (one-sided, as in the DualView code). Positive = the two gradients agree: a step
+    that raises ``z_{y_i}`` at ``i`` raises ``z_c`` at ``t``.
 
-    Only the training side is normalised, after projection (one-sided, as in the DualView code), as
-    the kernel's per-point scale ``1/‖ĝ_i‖``. Fitted attributes: the stored gradient arrays
-    ``grad{j}_{f}_`` and ``gradient_norms_`` ``(n,)`` (``‖ĝ_i‖``, the self-influence score).
+    Parameters
+    ----------
+    model : nn.Module or TorchClassifier
+        The network, in eval mode.
+    projection_dim : int, "auto" or None, default "auto"
+        ``k`` (SIM-rp; DualView uses 128), ``None`` (SIM, exact gradients) or ``"auto"`` (exact
+        unless that exceeds :data:`AUTO_STORE_BYTES`).
+    projection : {"gaussian", "rademacher"}, default "gaussian"
+        The entries of ``R``: ``N(0, 1)/√k`` (as DualView) or ``±1/√k``.
+    seed : int, default 0
+        The projection's seed.
+    cosine : bool, default False
+        Also normalise the test gradient (the ranking per test point is unchanged).
+    loss : Measurement, default ClassLogit()
+        The training-side function whose gradients are stored.
+    measurement : Measurement, default ClassLogit()
+        The test-side function whose gradient is compared (e.g. ``Margin()``).
+    params, compute_dtype, **engine
+        As for :class:`FullModelInfluence`.
+
+    Attributes
+    ----------
+    grad{j}_{f}_ : ndarray of shape (n, w_j)
+        The stored (possibly projected) training gradients.
+    gradient_norms_ : ndarray of shape (n,)
+        ``‖ĝ_i‖``, the self-influence score.
+    train_features_ : ndarray of shape (n, K)
+        The training logits.
     """
 
     name = "sim_full"
@@ -755,14 +962,15 @@ class FullModelSimilarity(_FullModelExplainer):
         projection: ProjectionKind = "gaussian",
         seed: int = 0,
         cosine: bool = False,
+        loss: Measurement = ClassLogit(),
+        measurement: Measurement = ClassLogit(),
         params: Sequence[str] | None = None,
         compute_dtype: str = "float64",
-        progress: bool | None = None,
         **engine: Any,
     ) -> None:
         super().__init__(
-            model, params=params, compute_dtype=compute_dtype, projection_dim=projection_dim, projection=projection, seed=seed,
-            progress=progress, **engine,
+            model, loss=loss, measurement=measurement, params=params, compute_dtype=compute_dtype,
+            projection_dim=projection_dim, projection=projection, seed=seed, **engine,
         )
         self.cosine = cosine
 
@@ -772,7 +980,7 @@ class FullModelSimilarity(_FullModelExplainer):
 
     def _fit(self, logits: np.ndarray, y: np.ndarray) -> None:
         norms = np.empty(y.shape[0])
-        for start, block in self._train_blocks(y, "logit", "training gradients"):
+        for start, block in self._train_blocks(y, "training gradients"):
             stored = self._store_block(start, block)
             norms[start : start + block.b] = stored.sq_norms().sqrt().cpu().numpy()
         self.gradient_norms_ = norms
@@ -783,7 +991,7 @@ class FullModelSimilarity(_FullModelExplainer):
         return self._kernel(solved=False, scale=inverse)
 
     def _test_factors(self, data: LabelledData, rows: _TestRows) -> None:
-        for start, block in self._test_blocks(data, "logit"):
+        for start, block in self._test_blocks(data):
             rows.put(start, self._dot_tensors(block, normalise=bool(self.cosine)))
 
     def _self_influence(self) -> np.ndarray:
@@ -793,26 +1001,52 @@ class FullModelSimilarity(_FullModelExplainer):
 class TracInCP(_FullModelExplainer):
     """TracIn over checkpoints (Pruthi et al. 2020): ``Σ_c η_c ⟨∇ℓ_t(θ_c), ∇ℓ_i(θ_c)⟩``.
 
-    ``fit(X, y, checkpoints=[state_dict, ...], learning_rates=[η_1, ...])`` (the network's own
-    weights are used for the explained class when ``target="predicted"``). With
-    ``projection_dim=k`` each checkpoint's gradients are projected by the same seeded ``R``
-    (TracIn-RP); ``"auto"`` (default) projects only when the exact store would exceed
-    :data:`AUTO_STORE_BYTES`. Loss gradients of the training label (train) and explained class
-    (test): positive = proponent (a gradient step on ``i`` lowered the test loss). Self-influence:
-    ``Σ_c η_c ‖∇ℓ_i(θ_c)‖²``. Linear layers are stored as the factors of their rank-one gradients,
-    ``√η_c δ`` and ``ã``, so the score of such a layer is ``η_c (δ_t·δ_i)(ã_t·ã_i)`` and the memory per
-    training point is ``C · Σ_Linear (out + in + 1)`` (+ the dense size of other layers).
+    ``∇ℓ_i`` is the gradient of the training ``loss`` at training point ``i`` and ``∇ℓ_t`` that of the
+    ``measurement`` at the explained class of test point ``t`` (loss forms), at each saved checkpoint
+    ``θ_c`` with learning rate ``η_c``. Positive = proponent: a gradient step on ``i`` lowered the test
+    loss. Self-influence: ``Σ_c η_c ‖∇ℓ_i(θ_c)‖²``. Linear layers are stored as the factors of their
+    rank-one gradients, ``√η_c δ`` and ``ã``, so the score of such a layer is ``η_c (δ_t·δ_i)(ã_t·ã_i)``
+    and the memory per training point is ``C · Σ_Linear (out + in + 1)`` (+ the dense size of the other
+    layers); with ``projection_dim=k`` each checkpoint's gradients are projected by the same seeded
+    ``R`` (TracIn-RP).
 
     With ``params`` naming a subset of the layers, the gradients at checkpoint ``c`` are still taken
     through the whole network *as it was at* ``c``: the other parameters and the buffers come from
     the checkpoint too. Checkpoints that hold only the chosen parameters (a recorder with
     ``params=``) leave the rest at the network's current weights, which is exact only if those
-    layers were frozen during training; ``fit_report_["other_layers"]`` says which applied.
+    layers were frozen during training; ``fit_report_["other_layers"]`` says which applied. The
+    explained class of ``target="predicted"`` is the network's own prediction.
 
-    Fitted attributes: the stored gradient arrays ``grad{j}_{f}_`` (checkpoint-major),
-    ``checkpoints_`` ``(C, P)``, ``checkpoint_context_`` ``(C, P_other)`` (the other parameters and
-    buffers of each checkpoint; ``(C, 0)`` when the checkpoints hold only the chosen ones),
-    ``learning_rates_`` ``(C,)``, ``train_self_influence_`` ``(n,)``.
+    Parameters
+    ----------
+    model : nn.Module or TorchClassifier
+        The network, in eval mode (its architecture must match the checkpoints).
+    projection_dim : int, "auto" or None, default "auto"
+        ``k`` (TracIn-RP), ``None`` (exact) or ``"auto"`` (exact unless that exceeds :data:`AUTO_STORE_BYTES`).
+    projection : {"gaussian", "rademacher"}, default "gaussian"
+        The entries of ``R``.
+    seed : int, default 0
+        The projection's seed.
+    loss : Measurement, default CrossEntropy()
+        The training loss whose gradients are stored.
+    measurement : Measurement, default CrossEntropy()
+        The test-side function whose gradient is explained.
+    params, compute_dtype, **engine
+        As for :class:`FullModelInfluence`.
+
+    Attributes
+    ----------
+    grad{j}_{f}_ : ndarray of shape (n, w_j)
+        The stored gradients, checkpoint-major.
+    checkpoints_ : ndarray of shape (C, P)
+        The chosen parameters at each checkpoint.
+    checkpoint_context_ : ndarray of shape (C, P_other)
+        The other parameters and buffers of each checkpoint (``(C, 0)`` when the checkpoints hold only
+        the chosen ones).
+    learning_rates_ : ndarray of shape (C,)
+        ``η_c``.
+    train_self_influence_ : ndarray of shape (n,)
+        ``Σ_c η_c ‖∇ℓ_i(θ_c)‖²``.
     """
 
     name = "tracin_cp"
@@ -824,14 +1058,15 @@ class TracInCP(_FullModelExplainer):
         projection_dim: int | Literal["auto"] | None = "auto",
         projection: ProjectionKind = "gaussian",
         seed: int = 0,
+        loss: Measurement = CrossEntropy(),
+        measurement: Measurement = CrossEntropy(),
         params: Sequence[str] | None = None,
         compute_dtype: str = "float64",
-        progress: bool | None = None,
         **engine: Any,
     ) -> None:
         super().__init__(
-            model, params=params, compute_dtype=compute_dtype, projection_dim=projection_dim, projection=projection, seed=seed,
-            progress=progress, **engine,
+            model, loss=loss, measurement=measurement, params=params, compute_dtype=compute_dtype,
+            projection_dim=projection_dim, projection=projection, seed=seed, **engine,
         )
 
     @property
@@ -843,7 +1078,31 @@ class TracInCP(_FullModelExplainer):
         return (*self._store_arrays(), "checkpoints_", "checkpoint_context_", "learning_rates_", "train_self_influence_")
 
     def fit(self, X: Any, y: Any, *, checkpoints: Sequence[Mapping[str, Tensor]] = (), learning_rates: Sequence[float] = ()) -> "TracInCP":
-        """Fit on training data with the saved ``checkpoints`` (state dicts) and their ``learning_rates``."""
+        """Store the training gradients at every checkpoint, scaled by ``√η_c``.
+
+        Parameters
+        ----------
+        X, y
+            The training inputs and labels, as for the other full-model explainers' ``fit``.
+        checkpoints : sequence of dict of str to Tensor
+            The network's ``state_dict()`` at each checkpoint (or only the parameters in ``params``).
+        learning_rates : sequence of float
+            ``η_c`` > 0, one per checkpoint.
+
+        Returns
+        -------
+        TracInCP
+            ``self``, fitted.
+
+        Raises
+        ------
+        InputError
+            No checkpoints, not one learning rate per checkpoint, a non-positive learning rate, a
+            checkpoint that lacks a parameter or has another shape, checkpoints of mixed kinds, bad ``X``
+            or ``y``, or a hyper-parameter outside its constraints. The explainer is then left as it was.
+        ModelError
+            A network in training mode, or not a torch network.
+        """
         if len(checkpoints) == 0 or len(checkpoints) != len(learning_rates):
             raise InputError(
                 f"Pass `checkpoints` (a non-empty list of state dicts) and one learning rate per checkpoint; got "
@@ -899,9 +1158,9 @@ class TracInCP(_FullModelExplainer):
                 label = f"{desc} (checkpoint {c + 1}/{n_ckpt})" if n_ckpt > 1 else desc
                 if data is None:
                     current = self._train_logits is None and self._at_current_weights(original, original_context)
-                    blocks = self._train_blocks(classes, "loss", label, record_logits=current)
+                    blocks = self._train_blocks(classes, label, record_logits=current)
                 else:
-                    blocks = self._gradients().iterate(data, classes, "loss", progress=self.progress, desc=label)
+                    blocks = self._test_blocks(data, label)
                 for start, block in blocks:
                     yield c, start, block.scaled(float(lr) ** 0.5)
         finally:

@@ -57,6 +57,7 @@ import numpy as np
 import torch
 
 from .. import head as hm
+from .._progress import progress_bar
 from .._params import Options, non_negative
 from ..engine import BilinearKernel, GradientKernel, KroneckerKernel, TestFactors
 from ..errors import InputError, RepresenterError
@@ -220,10 +221,14 @@ def _backend(name: str) -> type[InverseHessian]:
     return BACKENDS[name]
 
 
-def blockwise_forms(inverse: InverseHessian, r: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
-    """:meth:`InverseHessian.forms` over all rows, in blocks of at most ``2²²`` gradient floats."""
+def blockwise_forms(inverse: InverseHessian, r: Tensor, x: Tensor, *, progress: bool | None = False) -> tuple[Tensor, Tensor]:
+    """:meth:`InverseHessian.forms` over all rows, in blocks of at most ``2²²`` gradient floats (a bar over the blocks)."""
     rows = max(1, _FORM_BLOCK_FLOATS // (r.shape[1] * x.shape[1]))
-    parts = [inverse.forms(r[s : s + rows], x[s : s + rows]) for s in range(0, r.shape[0], rows)]
+    starts = range(0, r.shape[0], rows)
+    parts = [
+        inverse.forms(r[s : s + rows], x[s : s + rows])
+        for s in progress_bar(starts, desc="self-influence", total=len(starts), progress=progress)
+    ]
     return torch.cat([q for q, _ in parts]), torch.cat([v for _, v in parts])
 
 
@@ -241,7 +246,7 @@ class InfluenceFunction(Explainer):
         ``λ`` added to the Hessian. Set it to the head's L2 coefficient (objective ``mean loss + (λ/2)‖Θ‖²``)
         to make ``H`` the true Hessian; softmax heads need ``λ > 0``. Not used by ``"identity"``.
     **engine
-        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names`` (see :class:`Explainer`).
+        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names``, ``progress`` (see :class:`Explainer`).
 
     Attributes
     ----------
@@ -285,7 +290,7 @@ class InfluenceFunction(Explainer):
         p = hm.probabilities(hm.logits(x, self._theta()))
         r = p - hm.one_hot_targets(torch.as_tensor(y, device=x.device), self.model_.n_outputs)
         inverse = backend.fit(x, p, damping)
-        quad, norm_sq = blockwise_forms(inverse, r, x)
+        quad, norm_sq = blockwise_forms(inverse, r, x, progress=self.progress)
         self.residuals_ = r.cpu().numpy()
         self.train_self_influence_ = quad.cpu().numpy()
         self.inverse_gradient_norms_ = norm_sq.clamp_min(0).sqrt().cpu().numpy()
@@ -352,7 +357,7 @@ class InfluenceFunction(Explainer):
         self._check_fitted()
         phi = self.model_.features(X)
         r, x = self._test_gradient_factors(phi, self.resolve_target(target, phi, y))
-        return blockwise_forms(self.inverse_hessian_, r, x)[0].cpu().numpy()
+        return blockwise_forms(self.inverse_hessian_, r, x, progress=self.progress)[0].cpu().numpy()
 
 
 def _mean_loss(p: Tensor, y: np.ndarray) -> float:

@@ -34,6 +34,7 @@ from .. import __version__
 from .._atomic import staged_dir
 from ..classes import ClassMapping
 from ..errors import FileFormatError, InputError, RepresenterError, StaleStateError
+from ..fullmodel.measurement import Measurement
 from ..models.base import array_fingerprint
 
 if TYPE_CHECKING:
@@ -220,7 +221,9 @@ def versions() -> dict[str, str]:
 
 
 def jsonable(value: Any) -> Any:
-    """``value`` with numpy scalars and arrays, tuples and dict keys made JSON-ready."""
+    """``value`` with numpy scalars and arrays, tuples and dict keys made JSON-ready; a measurement becomes its name."""
+    if isinstance(value, Measurement):
+        return value.name
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -86,7 +86,7 @@ class RandomAttribution(Explainer):
     seed : int, default 0
         The same seed gives the same scores and the same self-influence order.
     **engine
-        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names`` (see :class:`Explainer`).
+        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names``, ``progress`` (see :class:`Explainer`).
     """
 
     name = "random"

@@ -47,7 +47,7 @@ class RelatIF(InfluenceFunction):
     hessian, damping
         As for :class:`~representer.InfluenceFunction`.
     **engine
-        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names`` (see :class:`Explainer`).
+        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names``, ``progress`` (see :class:`Explainer`).
 
     Attributes
     ----------

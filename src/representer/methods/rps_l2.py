@@ -67,7 +67,7 @@ class RPSL2(_RefitExplainer):
         What the head is refit to: ``"teacher"`` the model's own probabilities (Eq. (4), for explanations);
         ``"labels"`` the given labels (Eq. (3), the paper's data-debugging model, §4.1).
     **engine
-        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names`` (see :class:`Explainer`).
+        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names``, ``progress`` (see :class:`Explainer`).
 
     Attributes
     ----------
@@ -134,7 +134,7 @@ class RPSL2(_RefitExplainer):
             q = hm.probabilities(hm.logits(x, theta_given))
         n = x.shape[0]
 
-        result = fit_softmax_head(x, q, lam, theta0=theta_given, tol=float(self.tol), max_iter=int(self.max_iter))
+        result = fit_softmax_head(x, q, lam, theta0=theta_given, tol=float(self.tol), max_iter=int(self.max_iter), progress=self.progress)
         theta = result.x
         p = hm.probabilities(hm.logits(x, theta))
         self.alpha_ = (-(p - q) / (2 * lam * n)).cpu().numpy()

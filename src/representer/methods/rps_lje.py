@@ -55,6 +55,7 @@ import numpy as np
 import torch
 
 from .. import head as hm
+from .._progress import progress_bar
 from .._params import non_negative
 from ..engine import ClassFactorKernel, TestFactors
 from ..models import predicted_class
@@ -79,7 +80,7 @@ class RPSLJE(_RefitExplainer):
         space is handled exactly without it (module docstring); raise it if the features are rank deficient
         and the factorisation fails.
     **engine
-        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names`` (see :class:`Explainer`).
+        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names``, ``progress`` (see :class:`Explainer`).
 
     Attributes
     ----------
@@ -128,7 +129,7 @@ class RPSLJE(_RefitExplainer):
         r = p - targets
         solver = hm.CholeskySolver.from_matrix(_hessian_without_shift_null_space(x, p), damping)
 
-        weights = self._representer_weights(x, r, theta_star, solver)
+        weights = self._representer_weights(x, r, theta_star, solver, progress=self.progress)
         newton = theta_star - solver.solve(hm.gradient_of_mean_loss(x, r).reshape(-1)).reshape(theta_star.shape)
         reconstruction = weights.sum(dim=0)
         grad_rec = hm.gradient_of_mean_loss(x, hm.residuals(hm.logits(x, reconstruction), targets))
@@ -146,14 +147,15 @@ class RPSLJE(_RefitExplainer):
 
     @staticmethod
     def _representer_weights(
-        x: torch.Tensor, r: torch.Tensor, theta_star: torch.Tensor, solver: hm.CholeskySolver
+        x: torch.Tensor, r: torch.Tensor, theta_star: torch.Tensor, solver: hm.CholeskySolver, *, progress: bool | None
     ) -> torch.Tensor:
-        """``W_i = (Θ* − unvec(H⁻¹g_i))/n`` for all ``i``, solved in row blocks against one factor."""
+        """``W_i = (Θ* − unvec(H⁻¹g_i))/n`` for all ``i``, solved in row blocks against one factor (a bar over the blocks)."""
         n, d = x.shape
         k = r.shape[1]
         weights = torch.empty(n, k, d, dtype=torch.float64, device=x.device)
         rows = max(1, _SOLVE_BLOCK_FLOATS // (k * d))
-        for start in range(0, n, rows):
+        starts = range(0, n, rows)
+        for start in progress_bar(starts, desc="RPS-LJE weights", total=len(starts), progress=progress):
             grads = hm.per_example_gradients(x[start : start + rows], r[start : start + rows])
             newton_parts = solver.solve(grads.T).T.reshape(-1, k, d)
             weights[start : start + rows] = (theta_star.unsqueeze(0) - newton_parts) / n

@@ -68,7 +68,7 @@ class GradientSimilarity(Explainer):
     cosine : bool, default False
         Also normalise the test gradient (symmetric cosine similarity); by default one-sided (spec §4.5).
     **engine
-        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names`` (see :class:`Explainer`).
+        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names``, ``progress`` (see :class:`Explainer`).
 
     Attributes
     ----------
@@ -126,7 +126,7 @@ class FeatureSimilarity(Explainer):
     n_neighbors : int, default 10
         Neighbours whose labels :meth:`self_influence` compares with a point's own (label disagreement).
     **engine
-        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names`` (see :class:`Explainer`).
+        ``block_size``, ``test_batch_size``, ``device``, ``dtype``, ``class_names``, ``progress`` (see :class:`Explainer`).
 
     Attributes
     ----------

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .._progress import progress_bar
+
 Tensor = torch.Tensor
 
 CONVERGED = "converged"
@@ -120,6 +122,8 @@ def newton_cg(
     max_iter: int = 100,
     max_cg: int = 250,
     stall_iter: int = 3,
+    progress: bool | None = False,
+    desc: str = "Newton–CG",
 ) -> NewtonResult:
     """Minimise a strongly convex ``F`` from ``x0`` until ``‖∇F‖ ≤ tol`` (see the module docstring).
 
@@ -133,6 +137,8 @@ def newton_cg(
         max_iter: Newton iterations at most.
         max_cg: CG steps per Newton iteration at most.
         stall_iter: stop as stalled after this many iterations without progress (module docstring).
+        progress, desc: a progress bar labelled ``desc`` over the iterations (:mod:`representer._progress`;
+            it stops early when the solver does).
     """
     x = x0.clone()
     value, grad = fun_grad(x)
@@ -140,7 +146,7 @@ def newton_cg(
     threshold = tol * max(1.0, initial) if relative else tol
     best = (x, value, initial)
     reference, last_progress, n_cg, reason = float(value), 0, 0, MAX_ITER
-    for it in range(max_iter + 1):
+    for it in progress_bar(range(max_iter + 1), desc=desc, total=max_iter + 1, progress=progress):
         gnorm = float(grad.norm())
         if float(value) < reference - _VALUE_NOISE * max(1.0, abs(reference)) or gnorm < _PROGRESS * best[2]:
             reference, last_progress = float(value), it

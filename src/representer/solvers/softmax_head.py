@@ -27,6 +27,7 @@ def fit_softmax_head(
     theta0: Tensor | None = None,
     tol: float = 1e-10,
     max_iter: int = 100,
+    progress: bool | None = False,
 ) -> NewtonResult:
     """Minimise the mean cross-entropy of ``softmax(x̃ Θᵀ)`` against ``targets`` plus ``penalty·‖Θ‖²``.
 
@@ -35,7 +36,8 @@ def fit_softmax_head(
         targets: ``(n, K)`` float64 rows on the simplex (probabilities or one-hot labels).
         penalty: coefficient of ``‖Θ‖_F²`` (> 0).
         theta0: starting point ``(K, D+1)`` (default zeros).
-        tol, max_iter: passed to :func:`~representer.solvers.newton.newton_cg` (``‖∇F‖_F ≤ tol``).
+        tol, max_iter, progress: passed to :func:`~representer.solvers.newton.newton_cg` (``‖∇F‖_F ≤ tol``;
+            a bar over the Newton iterations).
     """
 
     def fun_grad(theta: Tensor) -> tuple[Tensor, Tensor]:
@@ -48,4 +50,4 @@ def fit_softmax_head(
         return lambda v: hm.hessian_vector_product(x_tilde, p, v) + 2 * penalty * v
 
     start = torch.zeros(targets.shape[1], x_tilde.shape[1], dtype=x_tilde.dtype, device=x_tilde.device) if theta0 is None else theta0
-    return newton_cg(fun_grad, hessp_at, start, tol=tol, max_iter=max_iter)
+    return newton_cg(fun_grad, hessp_at, start, tol=tol, max_iter=max_iter, progress=progress, desc="softmax head refit")
