@@ -7,6 +7,8 @@ and indices, the label-issue ranking, the images the folder loader reads, and th
 import csv
 import json
 import re
+import subprocess
+import sys
 import textwrap
 
 import numpy as np
@@ -143,6 +145,13 @@ def test_image_folder_fit_explain_debug_report_match_the_python_api(image_run):
     assert result.exit_code == 0, result.output
     rebuilt = (run / "report.html").read_text(encoding="utf-8")
     assert len(re.findall(r'<img class="thumb"', rebuilt)) == 3 + 1 * (1 + 4 + 4)
+
+    # `report` needs no model: it rebuilds the page without importing torch or the methods
+    probe = "import runpy, sys; sys.argv = ['representer', 'report', sys.argv[1]]\n" \
+            "try:\n    runpy.run_module('representer', run_name='__main__')\nexcept SystemExit as exit:\n    assert not exit.code\n" \
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('representer.methods')))"
+    done = subprocess.run([sys.executable, "-c", probe, str(run)], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
 
 
 def test_csv_and_xgboost_model_file(tmp_path):

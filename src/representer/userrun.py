@@ -70,7 +70,7 @@ _RUN_KEYS = ("format_version", "method", "params", "device", "model", "data", "c
 
 def data_fingerprint(split: Split) -> str:
     """A content hash of a split's inputs and labels (texts: their NUL-joined UTF-8 bytes)."""
-    from .models.base import array_fingerprint
+    from ._files import array_fingerprint
 
     if isinstance(split.X, np.ndarray):
         return array_fingerprint(split.X, split.y)
@@ -96,10 +96,7 @@ def open_run(folder: Path, *, with_model: bool, steps: Callable[[str], None], tr
     ``with_model`` the model's code is checked (unless ``trust_code``), the model is placed on the
     run's device and the saved explainer is loaded onto it, checked against run.json.
     """
-    from .methods import load as load_explainer
-    from .methods.persistence import ModelChangedError, read_config
     from .userdata import DataSpec, load_data
-    from .usermodel import load_model
 
     info = read_run_record(folder)
     classes = ClassMapping.from_dict(info["classes"])
@@ -116,6 +113,11 @@ def open_run(folder: Path, *, with_model: bool, steps: Callable[[str], None], tr
         raise StaleStateError(f"The training data at {spec.path} changed since `representer fit`; fit the run again.")
     run = Run(folder, info, data)
     if with_model:
+        from .methods import load as load_explainer
+        from ._saved_format import read_config
+        from .methods.persistence import ModelChangedError
+        from .usermodel import load_model
+
         if read_config(folder).get("digest") != info["explainer_digest"]:
             raise StaleStateError(
                 f"{folder / RUN_FILE} and the saved explainer in {folder} come from different fits (an interrupted "
@@ -145,7 +147,7 @@ def _model_changed(folder: Path, spec: Any, data: str, parts: str) -> str:
 
 def read_run_record(folder: Path) -> dict[str, Any]:
     """run.json of ``folder``, checked for its format version and keys."""
-    from .methods.persistence import read_json
+    from ._files import read_json
 
     record = folder / RUN_FILE
     if not record.is_file():
@@ -307,7 +309,7 @@ def _write_run_in_place(folder: Path, explainer: Explainer, record: dict[str, An
 
 
 def _digest(saved: Path) -> str:
-    from .methods.persistence import read_config
+    from ._saved_format import read_config
 
     return str(read_config(saved)["digest"])
 
@@ -364,7 +366,7 @@ def write_report(run: Run, *, show_explanations: int | None = None, show_issues:
     from .explanation import Explanation, TopK
     from .report import Report
 
-    from .methods.persistence import read_config
+    from ._saved_format import read_config
 
     folder, info, data = run.folder, run.info, run.data
     explained = _read_output(folder, EXPLANATIONS_FILE, "explain", ("rows", "split", "method", "show"))

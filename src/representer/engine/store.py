@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError, RepresenterError, StaleStateError
-from ..models.base import array_fingerprint
+from .._files import array_fingerprint
 from .kernels import BilinearKernel, ClassFactorKernel, CoefficientKernel, GradientKernel, KroneckerKernel, TestFactors
 
 FORMAT = "representer.factor-store/1"

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from .._params import Boolean, Constraint, Device, NoneValue, Options, Strings, check_value, constraints_of, positive, validate_params
+from .._saved_format import read_config
 from .._validation import check_device
 from ..classes import ClassMapping
 from ..engine import BilinearKernel, EngineOptions, TestFactors, dense, stream_blocks
@@ -665,7 +666,7 @@ def load(path: str | Path, model: Any, *, class_names: Sequence[str] | None = No
         A damaged file, or one from a newer major format.
     """
     folder = Path(path)
-    config = persistence.read_config(folder)
+    config = read_config(folder)
     arrays = persistence.read_state(folder)
     persistence.check_arrays(config, arrays, folder)
     explainer = _explainer_class(config["class"])._restore(model, config, arrays)

@@ -81,7 +81,7 @@ from ..fullmodel.network import LabelledData, Network, ParameterSet, compute_dty
 from ..fullmodel.per_example import GradientComputer
 from ..fullmodel.projection import ProjectionKind, RandomProjector
 from ..models import TorchClassifier, as_adapter, predicted_class
-from ..models.base import array_fingerprint
+from .._files import array_fingerprint
 from .base import Explainer
 
 Tensor = torch.Tensor

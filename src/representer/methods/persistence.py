@@ -21,7 +21,6 @@ with :class:`~representer.errors.FileFormatError`, a newer minor version is read
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 from pathlib import Path
@@ -33,21 +32,20 @@ import torch
 from .. import __version__
 from .._atomic import staged_dir
 from ..classes import ClassMapping
-from ..errors import FileFormatError, InputError, RepresenterError, StaleStateError
+from ..errors import FileFormatError, InputError, StaleStateError
 from ..fullmodel.measurement import Measurement
-from ..models.base import array_fingerprint
+from .._files import array_fingerprint
+from .._saved_format import (
+    CONFIG_FILE,
+    FORMAT,
+    FORMAT_VERSION,
+    HASHED_ENTRIES,
+    STATE_FILE,
+    json_fingerprint,
+)
 
 if TYPE_CHECKING:
     from .base import Explainer
-
-CONFIG_FILE = "config.json"
-STATE_FILE = "state.safetensors"
-SAVED_FILES = (CONFIG_FILE, STATE_FILE)
-FORMAT = "representer.explainer"
-FORMAT_VERSION = (2, 0)
-#: Config entries covered by a fingerprint (besides the arrays and the model).
-_HASHED_ENTRIES = ("class", "params", "fit_report_", "classes", "versions")
-
 
 def save_explainer(explainer: Explainer, path: str | Path) -> Path:
     """Write ``explainer`` (fitted) to the folder ``path``, replacing a previous save there as a whole."""
@@ -66,7 +64,7 @@ def save_explainer(explainer: Explainer, path: str | Path) -> Path:
         "versions": versions(),
     }
     config["fingerprints"] = {
-        "entries": {key: json_fingerprint(config[key]) for key in _HASHED_ENTRIES},
+        "entries": {key: json_fingerprint(config[key]) for key in HASHED_ENTRIES},
         "arrays": {name: array_fingerprint(value) for name, value in arrays.items()},
         "model": explainer.model_.parameter_hashes(),
     }
@@ -103,38 +101,6 @@ def _is_saved_config(file: Path) -> bool:
         return False
     return isinstance(config, dict) and (config.get("format") == FORMAT or {"class", "params"} <= set(config))
 
-
-def read_config(folder: Path) -> dict[str, Any]:
-    """``config.json`` of a saved explainer, refused if missing, damaged or of a newer major format."""
-    file = folder / CONFIG_FILE
-    if not file.is_file():
-        raise RepresenterError(f"No saved explainer at {folder} (missing {CONFIG_FILE}); save one with `explainer.save(path)`.")
-    config = read_json(file, "the saved explainer's configuration")
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise FileFormatError(
-            f"{file} is not the configuration of a saved explainer of this format (it lacks \"format\": \"{FORMAT}\"); "
-            "it was saved by an older representer without fingerprints, or is another file: fit and save the explainer again."
-        )
-    version = _parse_version(config.get("format_version"), file)
-    if version[0] > FORMAT_VERSION[0]:
-        saved_by = config.get("versions", {}).get("representer", "a newer version")
-        raise FileFormatError(
-            f"{file} was saved by representer {saved_by} in format {version[0]}.{version[1]}, which this representer "
-            f"({__version__}, format {FORMAT_VERSION[0]}.x) cannot read; upgrade representer, or fit the explainer again."
-        )
-    fingerprints = config.get("fingerprints")
-    missing = [key for key in _HASHED_ENTRIES if key not in config]
-    if not isinstance(fingerprints, dict) or not all(isinstance(fingerprints.get(k), dict) for k in ("entries", "arrays", "model")):
-        missing.append("fingerprints")
-    if missing:
-        raise FileFormatError(f"{file} lacks {missing}; the file is damaged: fit and save the explainer again.")
-    edited = [key for key in _HASHED_ENTRIES if json_fingerprint(config[key]) != fingerprints["entries"].get(key)]
-    if edited:
-        raise StaleStateError(
-            f"{file}: {', '.join(f'`{k}`' for k in edited)} no longer match{'es' if len(edited) == 1 else ''} the fingerprint "
-            "written at save time (edited or damaged since); fit and save the explainer again instead of editing it."
-        )
-    return config
 
 
 def read_state(folder: Path) -> dict[str, np.ndarray]:
@@ -201,19 +167,6 @@ def check_classes(saved: ClassMapping, class_names: Any) -> None:
         )
 
 
-def read_json(file: Path, what: str) -> Any:
-    """JSON from ``file``; an unreadable or damaged file raises :class:`FileFormatError` naming ``what``."""
-    try:
-        return json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FileFormatError(f"Cannot read {what} from {file} ({type(exc).__name__}: {exc}); the file is damaged or truncated.") from exc
-
-
-def json_fingerprint(value: Any) -> str:
-    """A short hash of a JSON-ready value in canonical form (sorted keys, no spaces)."""
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=True)
-    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
-
 
 def versions() -> dict[str, str]:
     """Versions of representer, torch, numpy and Python."""
@@ -235,9 +188,3 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def _parse_version(text: Any, file: Path) -> tuple[int, int]:
-    try:
-        major, minor = (int(part) for part in str(text).split("."))
-    except ValueError as exc:
-        raise FileFormatError(f"{file} has an unreadable format_version {text!r}; the file is damaged: save it again.") from exc
-    return major, minor

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from .._files import array_fingerprint
+
 
 class ClassifierAdapter(ABC):
     """Base class of model adapters. Subclasses set ``weight``, ``bias`` and implement ``features``."""
@@ -156,11 +158,3 @@ def predicted_class(logits: np.ndarray) -> np.ndarray:
     return logits.argmax(axis=1).astype(np.int64)
 
 
-def array_fingerprint(*arrays: np.ndarray) -> str:
-    """A short content hash of arrays (shape, dtype and bytes)."""
-    h = hashlib.blake2b(digest_size=12)
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(str((a.shape, a.dtype.str)).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()

@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader, Dataset
 from .._progress import progress_bar
 from .._validation import check_device, to_tensor
 from ..errors import InputError, ModelError
-from .base import ClassifierAdapter, array_fingerprint
+from .._files import array_fingerprint
+from .base import ClassifierAdapter
 
 _CACHE_SIZE = 4
 
