@@ -520,7 +520,7 @@ def _listed(points: dict[str, list[Any]], n: int = 3) -> str:
 @app.command(cls=Command)
 def debug(
     run: RunArgument,
-    method: Annotated[str, typer.Option(help=f"How to rank: 'auto' (the route validated for this model, docs/label_issues.md: the loss on the given label over the checkpoints recorded with fit --checkpoints or over a booster's rounds, else cross-fitting of the head), a route ({', '.join(ROUTES)}), or 'explainer' (the fitted explainer's own score, see --ranking).")] = "auto",
+    method: Annotated[str, typer.Option(help=f"How to rank: 'auto' (the route validated for this model, docs/label_issues.md: over the checkpoints recorded with fit --checkpoints, the loss on the given label if the network memorised its labels, else the area under the margin; over a booster's rounds, the loss; without either, cross-fitting of the head), a route ({', '.join(ROUTES)}), or 'explainer' (the fitted explainer's own score, see --ranking).")] = "auto",
     ranking: Annotated[str, typer.Option(help="With --method explainer: 'self-influence' (the method's own per-point score) or 'cumulative' (DualView's Σ_t |a(t,i)| / max_j |a(t,j)| over the test split; implies --method explainer).")] = "self-influence",
     top: Annotated[int | None, typer.Option(min=1, help="Keep the TOP most suspicious points in the JSON / CSV (default: all).")] = None,
     show: Annotated[int, typer.Option(min=1, help="Suspicious points drawn in report.html.")] = 24,
