@@ -100,3 +100,14 @@ def test_checkpoints_of_another_architecture_are_refused(trained):
         rp.TracInCP(other).fit(X, y, checkpoints=checkpoints, learning_rates=LEARNING_RATES)
     with pytest.raises(InputError, match="one learning rate per checkpoint"):
         rp.TracInCP(net).fit(X, y, checkpoints=checkpoints, learning_rates=LEARNING_RATES[:2])
+
+
+def test_a_saved_tracin_scores_at_each_checkpoints_other_layers(trained, tmp_path):
+    # the head-only explainer keeps each checkpoint's first layer (checkpoint_context_); a save must too
+    net, X, y, checkpoints = trained
+    Xt, yt = X[:5] + 0.1, np.array([0, 1, 2, 0, 1])
+    expected, _ = _oracle(net, checkpoints, LEARNING_RATES, X, y, Xt, yt, ["2"])
+    tracin = rp.TracInCP(net, params=["2"], dtype="float64").fit(X, y, checkpoints=checkpoints, learning_rates=LEARNING_RATES)
+    assert tracin.checkpoint_context_.shape == (3, 16 * 8 + 8)
+    loaded = rp.load(tracin.save(tmp_path / "tracin"), net)
+    np.testing.assert_allclose(loaded.attribute(Xt, target=yt), expected, rtol=1e-7, atol=1e-10)

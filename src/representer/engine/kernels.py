@@ -178,7 +178,27 @@ class ClassFactorKernel(BilinearKernel):
 
 
 @dataclass
-class GradientKernel(BilinearKernel):
+class RankOneTrainKernel(BilinearKernel):
+    """Training gradients held as the factors of ``r_i ⊗ x_i``: ``x`` ``(n, D)`` and ``r`` ``(n, K)``.
+
+    The base of the kernels that differ only in their test side (:class:`GradientKernel`,
+    :class:`KroneckerKernel`, :class:`LowRankGradientKernel`).
+    """
+
+    x: Tensor
+    r: Tensor
+    scale: Tensor | None = None
+
+    @property
+    def n(self) -> int:
+        return int(self.x.shape[0])
+
+    def tensors(self) -> dict[str, Tensor]:
+        return {"x": self.x, "r": self.r}
+
+
+@dataclass
+class GradientKernel(RankOneTrainKernel):
     """``a(t, i) = ⟨U_t, r_i ⊗ x_i⟩ = Σ_k r_ik ⟨U_t[k], x_i⟩`` with test-side ``u`` of shape ``(m, K, D)``.
 
     ``U_t`` (e.g. ``unvec(H⁻¹g_t)``) has full rank in general, so the score does not factor into
@@ -192,17 +212,6 @@ class GradientKernel(BilinearKernel):
     built for at most ``_GRADIENT_CHUNK_FLOATS`` floats' worth of training rows at a time, so a
     block's memory is its ``(m, b)`` scores plus one chunk (``benchmarks/bench_engine.py``).
     """
-
-    x: Tensor
-    r: Tensor
-    scale: Tensor | None = None
-
-    @property
-    def n(self) -> int:
-        return int(self.x.shape[0])
-
-    def tensors(self) -> dict[str, Tensor]:
-        return {"x": self.x, "r": self.r}
 
     def raw_block(self, test: TestFactors, start: int, stop: int) -> Tensor:
         u = test.tensors["u"]
@@ -229,19 +238,8 @@ class GradientKernel(BilinearKernel):
 
 
 @dataclass
-class KroneckerKernel(BilinearKernel):
+class KroneckerKernel(RankOneTrainKernel):
     """``a(t, i) = ⟨s_t, r_i⟩ · ⟨a_t, x_i⟩`` with test-side ``s`` ``(m, K)`` and ``a`` ``(m, D)``."""
-
-    x: Tensor
-    r: Tensor
-    scale: Tensor | None = None
-
-    @property
-    def n(self) -> int:
-        return int(self.x.shape[0])
-
-    def tensors(self) -> dict[str, Tensor]:
-        return {"x": self.x, "r": self.r}
 
     def raw_block(self, test: TestFactors, start: int, stop: int) -> Tensor:
         return (test.tensors["a"] @ self.x[start:stop].T) * (test.tensors["s"] @ self.r[start:stop].T)
@@ -252,7 +250,7 @@ class KroneckerKernel(BilinearKernel):
 
 
 @dataclass
-class LowRankGradientKernel(BilinearKernel):
+class LowRankGradientKernel(RankOneTrainKernel):
     """``a(t, i) = ⟨U_t, r_i ⊗ x_i⟩`` for a test-side matrix of rank ``R`` given by its factors, ``U_t = Σ_k s_tk a_tkᵀ``.
 
     Test side ``s`` ``(m, R, K)`` and ``a`` ``(m, R, D)``: the score is ``Σ_k (s_tk·r_i)(a_tk·x_i)``, a sum of
@@ -261,17 +259,6 @@ class LowRankGradientKernel(BilinearKernel):
     whose damped inverse eigenvalues ``1/(E + λ)`` have low numerical rank). A block is two GEMMs with
     ``m·R`` rows per chunk of training rows, at most ``_GRADIENT_CHUNK_FLOATS`` floats of each.
     """
-
-    x: Tensor
-    r: Tensor
-    scale: Tensor | None = None
-
-    @property
-    def n(self) -> int:
-        return int(self.x.shape[0])
-
-    def tensors(self) -> dict[str, Tensor]:
-        return {"x": self.x, "r": self.r}
 
     def raw_block(self, test: TestFactors, start: int, stop: int) -> Tensor:
         s = test.tensors["s"]
