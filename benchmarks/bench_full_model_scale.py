@@ -58,6 +58,8 @@ import numpy as np
 import torch
 from peers import DATTRI_TRACIN, KRONFLUENCE_TASK
 
+from representer._atomic import write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA_PARTS = {"mlp10k": ("mlp", 10_000), "mlp60k": ("mlp", 60_000), "cnn60k": ("cnn", 60_000)}
 #: Batch of both last-layer TracIn columns (captum's fastest; ours through ``TorchClassifier(batch_size=)``).
@@ -220,7 +222,7 @@ def prepare(work: Path, parts: list[str], n_test: int) -> None:
         net, config = trained[arch]
         m = 100 if arch == "agree" else max(n_test, MEMORY_QUERIES)
         pred = predict_logits(net, d.X_test[:m]).argmax(1)
-        (work / f"{part}.json").write_text(json.dumps(config))
+        write_text(work / f"{part}.json", json.dumps(config))
         np.savez(work / f"{part}.npz", Xtr=d.X_train[:n], ytr=d.y_train[:n], Xte=d.X_test[:m], pred=pred)
 
 
@@ -333,7 +335,7 @@ def main() -> None:
             body = dict(columns(part, results))[name]
             queries = MEMORY_QUERIES if name == "ours-ekfac-memory" else args.n_test
             results[key] = run(body, work, part, queries, timeout=args.timeout)
-            results_file.write_text(json.dumps(results, indent=1))
+            write_text(results_file, json.dumps(results, indent=1))
             print(f"{key}: {results[key]}", flush=True)
         summarise(part, results, work)
 

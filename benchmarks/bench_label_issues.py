@@ -47,6 +47,7 @@ import numpy as np
 import torch
 
 import representer as rp
+from representer._atomic import write_text
 from representer.evaluation.corruption import FASHION_MNIST_CONFUSABLE, confusable_flip_labels, flip_labels
 from representer.evaluation.cost import measure
 from representer.evaluation.metrics import corruption_mask, fraction_found_at, rank_by_score, roc_auc
@@ -161,11 +162,13 @@ def _mlp(seed: int) -> torch.nn.Module:
         return MLP(784, hidden=(256, 128), n_classes=10)
 
 
-def _train_until(X: np.ndarray, y: np.ndarray, seed: int, recorder: Any, *, target: float, max_epochs: int,
-                 fixed_epochs: int | None = None) -> tuple[torch.nn.Module, int]:
-    """Adam (lr 1e-3, batch 64) one epoch at a time until the net predicts ``target`` of ``y`` (or a fixed count)."""
-    net = _mlp(seed)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+def train_until(X: np.ndarray, y: np.ndarray, seed: int, recorder: Any, *, target: float, max_epochs: int,
+                fixed_epochs: int | None = None, build: Callable[[int], torch.nn.Module] = _mlp,
+                lr: float = 1e-3) -> tuple[torch.nn.Module, int]:
+    """Adam (batch 64) on ``build(seed)`` one epoch at a time until it predicts ``target`` of ``y`` (checked
+    every 5 epochs) or for ``fixed_epochs``; ``recorder`` is offered every epoch and keeps the last."""
+    net = build(seed)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
     Xt, yt = torch.as_tensor(X), torch.as_tensor(y)
     epochs = fixed_epochs or max_epochs
@@ -179,7 +182,7 @@ def _train_until(X: np.ndarray, y: np.ndarray, seed: int, recorder: Any, *, targ
         if fixed_epochs is None and (epoch % 5 == 0 or done):
             done = done or (predict_logits(net, X).argmax(1) == y).mean() >= target
         if recorder is not None:
-            recorder.save(net, epoch=epoch, learning_rate=1e-3, force=done)
+            recorder.save(net, epoch=epoch, learning_rate=lr, force=done)
         if done:
             return net.eval(), epoch
     return net.eval(), epochs
@@ -195,13 +198,13 @@ def image_setting(noise: str, rate: float, memorised: bool, seed: int, n: int) -
     with tempfile.TemporaryDirectory() as folder:
         recorder = _TimedRecorder(folder)
         if memorised:
-            net, epochs = _train_until(X, y, seed, recorder, target=0.99, max_epochs=300)
+            net, epochs = train_until(X, y, seed, recorder, target=0.99, max_epochs=300)
         else:
-            net, epochs = _train_until(X, y, seed, recorder, target=1.0, max_epochs=5, fixed_epochs=5)
+            net, epochs = train_until(X, y, seed, recorder, target=1.0, max_epochs=5, fixed_epochs=5)
         rows = _route_rows(net, X, y, mask, ROUTES_NET, folder, recorder.seconds)
 
     def fit_predict(train: np.ndarray, test: np.ndarray) -> np.ndarray:
-        fold_net, _ = _train_until(X[train], y[train], seed, None, target=1.0, max_epochs=epochs, fixed_epochs=epochs)
+        fold_net, _ = train_until(X[train], y[train], seed, None, target=1.0, max_epochs=epochs, fixed_epochs=epochs)
         return _softmax(predict_logits(fold_net, X[test]))
 
     rows["cleanlab (5-fold CV)"] = _cleanlab_row(fit_predict, y, mask, seed)
@@ -370,7 +373,7 @@ def main() -> None:
             if args.save_scores:
                 np.savez_compressed(args.out / f"scores-{name}-{seed}.npz", **SAVED)
         print(markdown(name, results[name]), flush=True)
-        (args.out / "results.json").write_text(json.dumps(results, indent=1, default=float))
+        write_text(args.out / "results.json", json.dumps(results, indent=1, default=float))
     print(summary(results))
     print(f"{len(chosen)} settings × {seeds} seeds in {time.perf_counter() - started:.0f} s")
 

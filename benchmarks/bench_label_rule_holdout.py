@@ -4,9 +4,9 @@
 < 95 % of its labels and by the loss trajectory once it has memorised them; the rule was chosen on
 ``bench_label_issues.py`` (an MLP on Fashion-MNIST). This script checks it elsewhere: the zoo
 ``SmallCNN`` (convolutional) on the MNIST subset (``load_mnist_subset``), 30 % uniform or
-asymmetric noise (MNIST's confusable digits), trained with Adam for 3 epochs (not memorised) or
-until it predicts ≥ 99 % of its noisy labels (memorised), checkpoints on the recorder's default
-log schedule. Columns: ROC-AUC of ``auto``, both trajectory routes and the final loss, mean ± std
+asymmetric noise (MNIST's confusable digits), trained by ``bench_label_issues.train_until`` (Adam,
+lr 2e-3) for 3 epochs (not memorised) or until it predicts ≥ 99 % of its noisy labels (memorised,
+checked every 5 epochs), checkpoints on the recorder's default log schedule. Columns: ROC-AUC of ``auto``, both trajectory routes and the final loss, mean ± std
 over the seeds; one torch thread.
 
     python benchmarks/bench_label_rule_holdout.py [--seeds 3] [--rate 0.3]
@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 import representer as rp
+from bench_label_issues import train_until
 from representer.datasets import load_mnist_subset
 from representer.evaluation.corruption import confusable_flip_labels, flip_labels
 from representer.evaluation.metrics import corruption_mask, roc_auc
@@ -32,28 +33,10 @@ MNIST_CONFUSABLE = {0: 6, 1: 7, 2: 7, 3: 8, 4: 9, 5: 6, 6: 5, 7: 1, 8: 3, 9: 4}
 ROUTES = ("auto", "trajectory-loss", "trajectory-margin", "loss")
 
 
-def train(X: np.ndarray, y: np.ndarray, seed: int, recorder: rp.CheckpointRecorder, *, memorise: bool) -> tuple[torch.nn.Module, int]:
-    """Adam (lr 2e-3, batch 64): 3 epochs, or until the net predicts ≥ 99 % of ``y`` (at most 150)."""
-    torch.manual_seed(seed)
-    net = SmallCNN(n_classes=10)
-    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
-    generator = torch.Generator().manual_seed(seed)
-    Xt, yt = torch.as_tensor(X), torch.as_tensor(y)
-    last = 150 if memorise else 3
-    for epoch in range(1, last + 1):
-        net.train()
-        for rows in torch.randperm(len(y), generator=generator).split(64):
-            opt.zero_grad(set_to_none=True)
-            torch.nn.functional.cross_entropy(net(Xt[rows]), yt[rows]).backward()
-            opt.step()
-        net.eval()
-        with torch.no_grad():
-            fitted = (net(Xt).argmax(1) == yt).float().mean().item()
-        done = epoch == last or (memorise and fitted >= 0.99)
-        recorder.save(net, epoch=epoch, learning_rate=2e-3, force=done)
-        if done:
-            return net, epoch
-    return net, last
+def _cnn(seed: int) -> torch.nn.Module:
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return SmallCNN(n_classes=10)
 
 
 def run(noise: str, memorise: bool, seed: int, rate: float) -> dict[str, Any]:
@@ -65,7 +48,11 @@ def run(noise: str, memorise: bool, seed: int, rate: float) -> dict[str, Any]:
         y, flipped = confusable_flip_labels(y_clean, rate, MNIST_CONFUSABLE, seed=seed)
     mask = corruption_mask(flipped, len(y))
     with tempfile.TemporaryDirectory() as folder:
-        net, epochs = train(X, y, seed, rp.CheckpointRecorder(folder), memorise=memorise)
+        recorder = rp.CheckpointRecorder(folder)
+        if memorise:
+            net, epochs = train_until(X, y, seed, recorder, target=0.99, max_epochs=150, build=_cnn, lr=2e-3)
+        else:
+            net, epochs = train_until(X, y, seed, recorder, target=1.0, max_epochs=3, fixed_epochs=3, build=_cnn, lr=2e-3)
         aucs, chosen = {}, None
         for method in ROUTES:
             issues = rp.find_label_issues(net, X, y, checkpoints=folder if method != "loss" else None, method=method)
